@@ -1,0 +1,5 @@
+"""Image encoders. Importing this package does not import torch; ``build_encoder`` does."""
+
+from mm1core.vision.presets import ENCODERS, ViTPreset
+
+__all__ = ["ENCODERS", "ViTPreset"]

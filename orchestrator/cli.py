@@ -1,0 +1,251 @@
+"""The ``mm1`` command line (DESIGN.md, "CLI"). Exit codes: 0 ok, 1 run-time failure, 2 bad input, 3 some trials failed.
+
+Bad input is reported as one line per problem on stderr, before Ray starts or MLflow is touched.
+Heavy imports (torch, lightning, ray, mlflow) happen only in the verbs that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from orchestrator.spec import SpecError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TRIALS_FAILED = 0, 1, 2, 3
+
+
+class BadInput(Exception):
+    """Raised for invalid user input; the message is what the user sees."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage + error otherwise)
+        raise BadInput(f"{self.prog}: {message} (see --help)")
+
+
+# ------------------------------------------------------------------------------------------ sweep verbs
+def _load(path: str) -> tuple[Any, list[Any], str]:
+    from orchestrator.expand import expand
+    from orchestrator.spec import load_spec
+
+    try:
+        spec = load_spec(path)
+        trials = expand(spec)
+    except SpecError as exc:
+        raise BadInput("\n".join(f"{path}: {line}" for line in str(exc).splitlines())) from None
+    return spec, trials, Path(path).read_text()
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    spec, trials, _ = _load(args.spec)
+    if args.json:
+        print(json.dumps({"trials": len(trials)}))
+    else:
+        print(f"{args.spec}: valid sweep {spec.name!r} with {len(trials)} trial(s)")
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    spec, trials, _ = _load(args.spec)
+    if args.json:
+        print(json.dumps([{"index": t.index, "trial_key": t.key, "varied": t.varied} for t in trials], indent=1))
+        return EXIT_OK
+    import pandas as pd
+
+    rows = [{"#": t.index + 1, "trial_key": t.key, **t.varied} for t in trials]
+    print(f"sweep {spec.name!r}: {len(trials)} trial(s)")
+    print(pd.DataFrame(rows).to_string(index=False))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    spec, trials, text = _load(args.spec)
+    from orchestrator.run import run_sweep
+    from orchestrator.summary import format_table, overhead_line, trial_table
+    from orchestrator.tracking import Tracker, resolve_tracking_uri
+
+    tracker = Tracker(resolve_tracking_uri(args.tracking_uri))
+    mode = " (resume)" if args.resume else ""
+    print(f"sweep {spec.name!r}{mode}: {len(trials)} trial(s), experiment {spec.experiment!r}, MLflow {tracker.uri}")
+    outcome = run_sweep(spec, text, trials, tracker, address=args.address, max_concurrent=args.max_concurrent)
+    table = trial_table(trials, tracker.trial_runs(outcome.experiment_id, spec.name))
+    print("\n" + format_table(table))
+    if outcome.ran_keys:
+        print(overhead_line(table, outcome.ran_keys, outcome.wall_seconds))
+    _where_to_look(tracker.uri, spec.experiment)
+    if outcome.failed:
+        print(f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    return EXIT_OK
+
+
+def _where_to_look(uri: str, experiment: str) -> None:
+    venv_mlflow = Path(sys.executable).parent / "mlflow"
+    mlflow_bin = venv_mlflow if venv_mlflow.exists() else "mlflow"
+    print("\nWhere to look:")
+    if uri.startswith("sqlite:") or uri.startswith("file:"):
+        print(f"  MLflow UI:  {mlflow_bin} ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
+    else:
+        print(f"  MLflow UI:  {uri}")
+    print(f"  experiment {experiment!r}: the sweep is a parent run; each trial a nested child run")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    spec, trials, _ = _load(args.spec)
+    from orchestrator.summary import format_table, trial_table
+    from orchestrator.tracking import Tracker, resolve_tracking_uri, store_exists
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    runs: list[Any] = []
+    if store_exists(uri):
+        tracker = Tracker(uri)
+        experiment_id = tracker.experiment_id(spec.experiment, create=False)
+        runs = tracker.trial_runs(experiment_id, spec.name) if experiment_id else []
+    table = trial_table(trials, runs)
+    if args.json:
+        print(table.to_json(orient="records"))
+    else:
+        counts = table["status"].value_counts().to_dict()
+        print(f"sweep {spec.name!r} in {uri}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        print(format_table(table))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------- one trial
+def cmd_train(args: argparse.Namespace) -> int:
+    config = _load_trial(args.trial)
+    from orchestrator.tracking import ROLE, TRIAL_KEY, MlflowSink, Tracker, resolve_tracking_uri, trial_params
+
+    tracker = Tracker(resolve_tracking_uri(args.tracking_uri))
+    experiment_id = tracker.experiment_id(args.experiment)
+    tags = {ROLE: "trial", TRIAL_KEY: config.trial_key()}
+    run_id = tracker.client.create_run(experiment_id, run_name=Path(args.trial).stem, tags=tags).info.run_id
+    tracker.log_params(run_id, trial_params(config))
+    print(f"training {args.trial} (trial_key {config.trial_key()}) -> MLflow {tracker.uri}, run {run_id}")
+    try:
+        from mm1core.train import train_trial
+
+        result = train_trial(config, sink=MlflowSink(tracker, run_id), progress_bar=True)
+    except BaseException as exc:
+        tracker.end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", f"{type(exc).__name__}: {exc}")
+        raise
+    tracker.log_history(run_id, [(result.steps, {"perf/train_seconds": result.train_seconds})])
+    tracker.end_run(run_id, "FINISHED")
+    for name, value in sorted(result.metrics.items()):
+        print(f"  {name:28s} {value:10.4f}")
+    _where_to_look(tracker.uri, args.experiment)
+    return EXIT_OK
+
+
+def _load_trial(path: str) -> Any:
+    from pydantic import ValidationError
+
+    from mm1core.config import TrialConfig, describe_errors
+    from orchestrator.spec import read_yaml
+
+    try:
+        raw = read_yaml(Path(path))
+        return TrialConfig.model_validate(raw).resolved()
+    except SpecError as exc:
+        raise BadInput(f"{path}: {exc}") from None
+    except ValidationError as exc:
+        raise BadInput("\n".join(f"{path}: {line}" for line in describe_errors(exc))) from None
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from mm1core.connectors import CONNECTORS
+    from mm1core.data import DATA_SOURCES
+    from mm1core.lm import DECODERS
+    from mm1core.vision import ENCODERS
+
+    kinds = {"encoders": ENCODERS, "connectors": CONNECTORS, "decoders": DECODERS, "data_sources": DATA_SOURCES}
+    if args.json:
+        print(json.dumps({kind: registry.names() for kind, registry in kinds.items()}))
+        return EXIT_OK
+    for kind, registry in kinds.items():
+        print(f"{kind}: {', '.join(registry.names())}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mm1", description="MM1-style multimodal LLM ablation sweeps")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    sweep = verbs.add_parser("sweep", help="validate, plan, run or inspect a sweep YAML")
+    sweep_verbs = sweep.add_subparsers(dest="sweep_verb", required=True, parser_class=_Parser)
+
+    for name, func, helptext in (
+        ("validate", cmd_validate, "check a sweep and print its trial count"),
+        ("plan", cmd_plan, "list the expanded trials: trial_key and varied values"),
+    ):
+        verb = sweep_verbs.add_parser(name, help=helptext)
+        verb.add_argument("spec")
+        verb.add_argument("--json", action="store_true")
+        verb.set_defaults(func=func)
+
+    run = sweep_verbs.add_parser("run", help="run the trials not yet finished in MLflow")
+    run.add_argument("spec")
+    _tracking_option(run)
+    run.add_argument("--address", default=None, help="Ray cluster address ('auto' joins a running one)")
+    run.add_argument("--max-concurrent", type=_positive_int, default=None)
+    run.add_argument("--resume", action="store_true", help="complete an interrupted sweep (finished trials skip)")
+    run.set_defaults(func=cmd_run)
+
+    status = sweep_verbs.add_parser("status", help="per-trial state from MLflow")
+    status.add_argument("spec")
+    _tracking_option(status)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    train = verbs.add_parser("train", help="train and evaluate one trial config, without Ray")
+    train.add_argument("trial")
+    _tracking_option(train)
+    train.add_argument("--experiment", default="mm1")
+    train.set_defaults(func=cmd_train)
+
+    registry = verbs.add_parser("registry", help="names of encoders, connectors, decoders, data sources")
+    registry.add_argument("--json", action="store_true")
+    registry.set_defaults(func=cmd_registry)
+    return parser
+
+
+def _tracking_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except BadInput as exc:
+        print(f"mm1: error: {exc}".replace("\n", "\nmm1: error: "), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("mm1: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for users; MM1_DEBUG=1 shows the traceback
+        if os.environ.get("MM1_DEBUG"):
+            raise
+        print(f"mm1: error: {type(exc).__name__}: {exc} (set MM1_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Expansion of a sweep into trials: grid x zip x seeds - exclude, in a deterministic order.
+
+Order: grid axes vary in the order written, the last fastest (like nested loops); the zip index varies
+inside the grid; seeds innermost. Each trial carries the resolved ``TrialConfig``, its stable
+``trial_key`` and the values that vary across the sweep.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from mm1core.config import TrialConfig, describe_errors, set_path
+from orchestrator.spec import SpecError, SweepSpec
+
+
+@dataclass(frozen=True)
+class Trial:
+    index: int
+    key: str
+    config: TrialConfig  # resolved: no "auto" left
+    varied: dict[str, Any]  # dotted path -> value, for the axes of this sweep
+
+    @property
+    def label(self) -> str:
+        """Short human name: the varied values by their last path component."""
+        return ",".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value in self.varied.items()) or "base"
+
+
+def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    tree = copy.deepcopy(base)
+    for path, value in overrides.items():
+        set_path(tree, path, value)
+    return tree
+
+
+def combinations(spec: SweepSpec) -> list[dict[str, Any]]:
+    """Every override set before exclusion: grid product x zip rows x seeds."""
+    grid_rows = [dict(zip(spec.grid, values)) for values in itertools.product(*spec.grid.values())]
+    zip_len = len(next(iter(spec.zip.values()))) if spec.zip else 1
+    zip_rows = [{path: values[i] for path, values in spec.zip.items()} for i in range(zip_len)]
+    return [
+        {**grid_row, **zip_row, "train.seed": seed}
+        for grid_row in grid_rows
+        for zip_row in zip_rows
+        for seed in seeds_of(spec)
+    ]
+
+
+def seeds_of(spec: SweepSpec) -> list[int]:
+    """The ``seeds`` list; when it is not given, a ``base.train.seed`` is the single seed."""
+    if "seeds" in spec.model_fields_set:
+        return spec.seeds
+    return [spec.base.get("train", {}).get("seed", 0)]
+
+
+def is_excluded(overrides: dict[str, Any], config: TrialConfig, rules: list[dict[str, Any]]) -> bool:
+    """A trial is dropped when it matches every key of some rule (compared on the resolved config)."""
+    flat = config.flat_params()
+    return any(all(_same(flat.get(path, overrides.get(path)), want) for path, want in rule.items()) for rule in rules)
+
+
+def _same(have: Any, want: Any) -> bool:
+    if isinstance(want, list):  # list-valued leaves are flattened to JSON text
+        return have == json.dumps(want)
+    if isinstance(have, (int, float)) and isinstance(want, (int, float)) and not isinstance(want, bool):
+        return float(have) == float(want)
+    return have == want
+
+
+def expand(spec: SweepSpec) -> list[Trial]:
+    """The sweep's trials; raises ``SpecError`` naming every combination that is invalid as a whole."""
+    varied_paths = [*spec.grid, *spec.zip] + (["train.seed"] if len(seeds_of(spec)) > 1 else [])
+    trials: list[Trial] = []
+    problems: list[str] = []
+    for overrides in combinations(spec):
+        try:
+            config = TrialConfig.model_validate(with_overrides(spec.base, overrides)).resolved()
+        except ValidationError as exc:
+            where = ", ".join(f"{p}={overrides[p]}" for p in varied_paths)
+            problems += [f"trial ({where}): {line}" for line in describe_errors(exc)]
+            continue
+        if is_excluded(overrides, config, spec.exclude):
+            continue
+        varied = {path: overrides[path] for path in varied_paths}
+        trials.append(Trial(index=len(trials), key=config.trial_key(), config=config, varied=varied))
+    if problems:
+        raise SpecError("\n".join(dict.fromkeys(problems)))
+    _check_distinct(trials)
+    return trials
+
+
+def _check_distinct(trials: list[Trial]) -> None:
+    seen: dict[str, Trial] = {}
+    for trial in trials:
+        if trial.key in seen:
+            raise SpecError(
+                f"trials {seen[trial.key].label} and {trial.label} resolve to the same config "
+                "(a grid value repeats, or differs only in spelling)"
+            )
+        seen[trial.key] = trial
+    if not trials:
+        raise SpecError("exclude: every trial is excluded; nothing to run")

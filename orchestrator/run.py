@@ -1,0 +1,222 @@
+"""Running a sweep with Ray Tune: one Tune trial per ``Trial``, MLflow written by the driver.
+
+Trials FINISHED in MLflow under the same sweep and ``trial_key`` are skipped, so a re-run (or
+``--resume``) pays only for what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from orchestrator.expand import Trial
+from orchestrator.spec import SweepSpec
+from orchestrator.trainable import FINAL, HISTORY, STEP, tune_trial
+from orchestrator.tracking import TRIAL_KEY, Tracker
+
+Printer = Callable[[str], None]
+
+
+@dataclass
+class SweepOutcome:
+    experiment_id: str
+    parent_run_id: str
+    ran_keys: set[str]
+    skipped: int
+    failed: list[str] = field(default_factory=list)  # labels of failed trials
+    wall_seconds: float = 0.0
+
+
+def finished_keys(tracker: Tracker, experiment_id: str, sweep: str) -> set[str]:
+    runs = tracker.trial_runs(experiment_id, sweep)
+    return {run.data.tags.get(TRIAL_KEY, "") for run in runs if run.info.status == "FINISHED"}
+
+
+def run_sweep(
+    spec: SweepSpec,
+    spec_text: str,
+    trials: list[Trial],
+    tracker: Tracker,
+    *,
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    say: Printer = print,
+) -> SweepOutcome:
+    """Runs the trials not yet FINISHED in MLflow and returns what happened."""
+    experiment_id = tracker.experiment_id(spec.experiment)
+    done = finished_keys(tracker, experiment_id, spec.name)
+    todo = [trial for trial in trials if trial.key not in done]
+    plan = [{"index": t.index, "trial_key": t.key, **t.varied} for t in trials]
+    parent = tracker.start_sweep_run(experiment_id, spec.name, spec_text, plan)
+    outcome = SweepOutcome(experiment_id, parent, {t.key for t in todo}, skipped=len(trials) - len(todo))
+    if outcome.skipped:
+        say(f"{outcome.skipped} of {len(trials)} trials already FINISHED in MLflow: not run again")
+    if not todo:
+        say("nothing to run: every trial of this sweep has finished")
+        tracker.end_run(parent, "FINISHED")
+        return outcome
+    started = time.perf_counter()
+    logger = TrialLogger(tracker, experiment_id, parent, spec.name, {t.key: t for t in todo}, len(trials), say)
+    try:
+        _fit(spec, todo, logger, address=address, max_concurrent=max_concurrent or spec.max_concurrent)
+    finally:
+        logger.close_open_runs()
+        outcome.wall_seconds = time.perf_counter() - started
+        outcome.failed = logger.failed
+        tracker.end_run(parent, "FAILED" if logger.failed or logger.open_at_exit else "FINISHED")
+    return outcome
+
+
+def _fit(spec: SweepSpec, todo: list[Trial], logger: Any, *, address: str | None, max_concurrent: int | None) -> None:
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our callback is the only logger
+    import ray
+    from ray import tune
+
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        threads = max(1, int(spec.resources.cpus_per_trial))
+        payloads = [{"trial": t.config.model_dump(mode="json"), "threads": threads, "key": t.key} for t in todo]
+        resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+        tuner = tune.Tuner(
+            tune.with_resources(tune_trial, resources),
+            param_space={"trial_payload": tune.grid_search(payloads)},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=max_concurrent,
+                reuse_actors=True,  # one worker start-up (torch, lightning imports) serves many trials
+                scheduler=_scheduler(spec, todo),
+            ),
+            run_config=tune.RunConfig(
+                name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str(Path.cwd() / ".mm1" / "ray_results"),
+                failure_config=tune.FailureConfig(
+                    max_failures=spec.failure.max_retries, fail_fast=spec.failure.fail_fast
+                ),
+                callbacks=[logger],
+                verbose=0,
+            ),
+        )
+        tuner.fit()
+    finally:
+        ray.shutdown()
+
+
+def _scheduler(spec: SweepSpec, todo: list[Trial]) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.scheduler.type == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr=STEP,
+        metric=spec.scheduler.metric,
+        mode=spec.scheduler.mode,
+        grace_period=spec.scheduler.grace_steps,
+        reduction_factor=spec.scheduler.reduction_factor,
+        max_t=max(t.config.train.max_steps for t in todo),
+    )
+
+
+class TrialLogger(Callback):
+    """Tune callback in the driver: creates each trial's MLflow child run and streams its results there."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        experiment_id: str,
+        parent_id: str,
+        sweep: str,
+        trials: dict[str, Trial],
+        total: int,
+        say: Printer,
+    ) -> None:
+        self.tracker, self.experiment_id, self.parent_id, self.sweep = tracker, experiment_id, parent_id, sweep
+        self.trials, self.total, self.say = trials, total, say
+        self.run_ids: dict[str, str] = {}  # tune trial id -> MLflow run id
+        self.last_said: dict[str, float] = {}
+        self.final_seen: set[str] = set()
+        self.failed: list[str] = []
+        self.open_at_exit = 0
+
+    def _trial(self, tune_trial: Any) -> Trial:
+        return self.trials[tune_trial.config["trial_payload"]["key"]]
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        ours = self._trial(trial)
+        self.run_ids[trial.trial_id] = self.tracker.start_trial_run(self.experiment_id, self.parent_id, self.sweep, ours)
+        self.say(f"{_now()} start   [{ours.index + 1}/{self.total}] {ours.label}  (trial_key {ours.key})")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        run_id = self.run_ids[trial.trial_id]
+        history = [(int(step), values) for step, values in result.get(HISTORY, [])]
+        if result.get(FINAL):
+            self.final_seen.add(trial.trial_id)
+            perf = {k: v for k, v in result.items() if k.startswith("perf/") and isinstance(v, (int, float))}
+            history.append((int(result[STEP]), perf))
+        self.tracker.log_history(run_id, history)
+        self._progress(trial, result)
+
+    def _progress(self, trial: Any, result: dict) -> None:
+        now = time.monotonic()
+        if now - self.last_said.get(trial.trial_id, 0.0) < 15 and not result.get(FINAL):
+            return
+        self.last_said[trial.trial_id] = now
+        ours = self._trial(trial)
+        loss = result.get("train/loss")
+        loss_text = f"train/loss {loss:.3f}" if isinstance(loss, float) else ""
+        self.say(f"{_now()} running [{ours.index + 1}/{self.total}] {ours.label}  step {result.get(STEP)}"
+                 f"/{ours.config.train.max_steps}  {loss_text}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_ids.pop(trial.trial_id)
+        ours = self._trial(trial)
+        if trial.trial_id not in self.final_seen:  # stopped early by the scheduler
+            self.tracker.client.set_tag(run_id, "mm1.stopped_early", "true")
+        self.tracker.end_run(run_id, "FINISHED")
+        self.say(f"{_now()} done    [{ours.index + 1}/{self.total}] {ours.label}")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._fail(trial, retrying=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._fail(trial, retrying=False)
+
+    def _fail(self, trial: Any, retrying: bool) -> None:
+        run_id = self.run_ids.pop(trial.trial_id, None)
+        ours = self._trial(trial)
+        error = _error_text(trial)
+        if run_id:
+            self.tracker.end_run(run_id, "FAILED", error)
+        if not retrying:
+            self.failed.append(ours.label)
+        self.say(f"{_now()} {'retry ' if retrying else 'FAILED'}  [{ours.index + 1}/{self.total}] {ours.label}: {error}")
+
+    def close_open_runs(self) -> None:
+        """Runs still open when Tune returns (interrupted sweep) end KILLED."""
+        self.open_at_exit = len(self.run_ids)
+        for run_id in self.run_ids.values():
+            self.tracker.end_run(run_id, "KILLED", "the sweep stopped before this trial ended")
+        self.run_ids.clear()
+
+
+def _error_text(trial: Any) -> str:
+    """The trial's exception as one line (``Type: message``), unwrapped from Ray's wrappers."""
+    error: Any = None
+    try:
+        error = trial.get_pickled_error() or trial.get_error()
+    except Exception:  # noqa: BLE001 - the error file may be gone; the status still says FAILED
+        pass
+    cause = getattr(error, "cause", None) or error
+    if cause is None:
+        return "trial failed (no error recorded by Ray)"
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[-1] if text else ''}".strip()
+
+
+def _now() -> str:
+    return time.strftime("%H:%M:%S")

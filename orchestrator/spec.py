@@ -1,0 +1,184 @@
+"""The sweep YAML: a pydantic model of the whole file (DESIGN.md, "Sweep YAML"), strict about unknown keys.
+
+``load_spec(path)`` parses and validates a file and raises ``SpecError`` whose message is one line per
+problem, each naming the path at fault (``grid.model.connector.type[1]: 'x' is not one of avg-pool``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mm1core.config import TrialConfig, describe_errors, path_problem
+
+
+class SpecError(ValueError):
+    """Invalid sweep input; ``str()`` is the user-facing message (one line per problem)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(_Strict):
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0, description="fractions pack several trials on one GPU")
+
+    @field_validator("gpus_per_trial")
+    @classmethod
+    def _whole_above_one(cls, v: float) -> float:
+        if v > 1 and not float(v).is_integer():
+            raise ValueError(f"gpus_per_trial above 1 must be a whole number, got {v:g}")
+        return v
+
+
+class Scheduler(_Strict):
+    """How trials are scheduled: ``fifo`` runs every trial to the end; ``asha`` stops poor ones early."""
+
+    type: Literal["fifo", "asha"] = "fifo"
+    metric: str = "train/loss"
+    mode: Literal["min", "max"] = "min"
+    grace_steps: int = Field(50, gt=0)
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class Failure(_Strict):
+    max_retries: int = Field(0, ge=0)
+    fail_fast: bool = False
+
+
+class SweepSpec(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    experiment: str = Field("mm1", min_length=1)
+    description: str = ""
+    base: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    zip: dict[str, list[Any]] = Field(default_factory=dict)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    resources: Resources = Resources()
+    max_concurrent: int | None = Field(None, gt=0)
+    scheduler: Scheduler = Scheduler()
+    failure: Failure = Failure()
+
+    @field_validator("grid")
+    @classmethod
+    def _no_empty_axis(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for path, values in grid.items():
+            if not values:
+                raise ValueError(f"{path}: empty list (a grid axis needs at least one value)")
+        return grid
+
+    @field_validator("zip")
+    @classmethod
+    def _equal_lengths(cls, zipped: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        lengths = {path: len(values) for path, values in zipped.items()}
+        if any(n == 0 for n in lengths.values()):
+            empty = next(p for p, n in lengths.items() if n == 0)
+            raise ValueError(f"{empty}: empty list (zip lists need at least one value)")
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"{p} has {n}" for p, n in lengths.items())
+            raise ValueError(f"zip lists must have equal lengths: {detail}")
+        return zipped
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int]) -> list[int]:
+        if not seeds:
+            raise ValueError("at least one seed is needed")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be distinct")
+        if any(s < 0 for s in seeds):
+            raise ValueError("seeds must be >= 0")
+        return seeds
+
+    @model_validator(mode="after")
+    def _axes_disjoint(self) -> SweepSpec:
+        both = sorted(set(self.grid) & set(self.zip))
+        if both:
+            raise ValueError(f"zip.{both[0]}: is also a grid axis (vary a path in grid or zip, not both)")
+        if "train.seed" in self.grid or "train.seed" in self.zip:
+            raise ValueError("train.seed: vary seeds with the top-level 'seeds' list")
+        return self
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Reads a YAML mapping; every failure is a one-line ``SpecError`` (the caller names the file)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError("no such file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read ({type(exc).__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise SpecError(f"{where}invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"expected a mapping at the top level, got {type(data).__name__}")
+    if any(not isinstance(k, str) for k in data):
+        raise SpecError("top-level keys must be strings")
+    return data
+
+
+def parse_spec(data: dict[str, Any]) -> SweepSpec:
+    """Validates the file's shape, then every dotted path and value against ``TrialConfig``."""
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError("\n".join(describe_errors(exc))) from None
+    problems = _path_problems(spec)
+    problems += _value_problems(spec, bad_paths={line.split(": ", 1)[0].split(".", 1)[1] for line in problems})
+    if problems:
+        raise SpecError("\n".join(problems))
+    return spec
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    return parse_spec(read_yaml(Path(path)))
+
+
+def _path_problems(spec: SweepSpec) -> list[str]:
+    problems = []
+    sections = [("grid", spec.grid), ("zip", spec.zip)] + [(f"exclude[{i}]", e) for i, e in enumerate(spec.exclude)]
+    for section, mapping in sections:
+        for path in mapping:
+            problem = path_problem(TrialConfig, path)
+            if problem:
+                problems.append(f"{section}.{path}: {problem}")
+    return problems
+
+
+def _value_problems(spec: SweepSpec, bad_paths: set[str]) -> list[str]:
+    """The base alone, then each grid/zip value on top of the base, so an error names the value's index."""
+    try:
+        TrialConfig.model_validate(spec.base)
+    except ValidationError as exc:
+        return describe_errors(exc, "base")
+    problems = []
+    for section, mapping in (("grid", spec.grid), ("zip", spec.zip)):
+        for path, values in mapping.items():
+            if path in bad_paths:
+                continue
+            for index, value in enumerate(values):
+                problems += _one_value_problems(spec.base, path, value, f"{section}.{path}[{index}]")
+    return problems
+
+
+def _one_value_problems(base: dict[str, Any], path: str, value: Any, where: str) -> list[str]:
+    from orchestrator.expand import with_overrides
+
+    try:
+        TrialConfig.model_validate(with_overrides(base, {path: value}))
+    except ValidationError as exc:
+        lines = describe_errors(exc)
+        # Errors on this very path are the value's fault; others appear only in combination (reported per trial).
+        own = [line.split(": ", 1)[1] for line in lines if line.startswith(f"{path}: ")]
+        return [f"{where}: {message}" for message in own]
+    return []
