@@ -1,0 +1,103 @@
+"""Expansion arithmetic and order, trial_key stability, weight-decay resolution."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.expand import expand
+from orchestrator.spec import SpecError, parse_spec
+
+ACCEPT = {
+    "name": "accept-foundation",
+    "base": {"model": {"connector": {"type": "avg-pool", "num_tokens": 16}}, "train": {"max_steps": 5}},
+    "grid": {"model.connector.num_tokens": [4, 16], "train.lr": [1.0e-3, 3.0e-3, 1.0e-2]},
+    "seeds": [0, 1],
+    "exclude": [],
+}
+
+
+def test_grid_times_seeds():
+    assert len(expand(parse_spec(ACCEPT))) == 12
+
+
+def test_order_is_nested_loops_with_seeds_innermost():
+    trials = expand(parse_spec(ACCEPT))
+    firsts = [(t.varied["model.connector.num_tokens"], t.varied["train.lr"], t.varied["train.seed"]) for t in trials]
+    assert firsts[:4] == [(4, 1e-3, 0), (4, 1e-3, 1), (4, 3e-3, 0), (4, 3e-3, 1)]
+    assert firsts[-1] == (16, 1e-2, 1)
+    assert [t.index for t in trials] == list(range(12))
+
+
+def test_zip_varies_together_and_crosses_grid():
+    spec = {
+        "name": "z",
+        "grid": {"model.connector.num_tokens": [4, 16]},
+        "zip": {"model.decoder.name": ["lm-tiny", "lm-small", "lm-base-toy"], "train.lr": [3e-3, 2e-3, 1e-3]},
+    }
+    trials = expand(parse_spec(spec))
+    assert len(trials) == 6
+    pairs = {(t.config.model.decoder.name, t.config.train.lr) for t in trials}
+    assert pairs == {("lm-tiny", 3e-3), ("lm-small", 2e-3), ("lm-base-toy", 1e-3)}
+
+
+def test_exclude_drops_trials_matching_every_key():
+    spec = dict(ACCEPT, exclude=[{"model.connector.num_tokens": 16, "train.lr": 1.0e-2}, {"train.seed": 1}])
+    trials = expand(parse_spec(spec))
+    assert len(trials) == 5  # 12 - 6 (seed 1) - 1 (16 tokens at lr 1e-2, seed 0)
+    assert all(t.config.train.seed == 0 for t in trials)
+    assert not any(t.config.model.connector.num_tokens == 16 and t.config.train.lr == 1e-2 for t in trials)
+
+
+def test_excluding_everything_is_an_error():
+    with pytest.raises(SpecError, match="every trial is excluded"):
+        expand(parse_spec(dict(ACCEPT, exclude=[{"train.max_steps": 5}])))
+
+
+def test_trial_key_is_stable_and_distinct():
+    first = [t.key for t in expand(parse_spec(ACCEPT))]
+    again = [t.key for t in expand(parse_spec(ACCEPT))]
+    assert first == again
+    assert len(set(first)) == len(first)
+    assert all(len(k) == 12 and int(k, 16) >= 0 for k in first)
+
+
+def test_trial_key_ignores_spelling_but_not_values():
+    """Writing a default explicitly, or 'auto' vs its value, is the same trial; a real change is not."""
+    plain = expand(parse_spec({"name": "a", "base": {"train": {"lr": 1e-3}}}))[0]
+    explicit = expand(parse_spec({"name": "b", "base": {"train": {"lr": 1e-3, "weight_decay": 1e-4}}}))[0]
+    other = expand(parse_spec({"name": "c", "base": {"train": {"lr": 2e-3}}}))[0]
+    assert plain.key == explicit.key
+    assert plain.key != other.key
+
+
+def test_weight_decay_auto_is_a_tenth_of_lr():
+    trials = expand(parse_spec(ACCEPT))
+    for trial in trials:
+        assert trial.config.train.weight_decay == pytest.approx(0.1 * trial.config.train.lr)
+
+
+def test_repeated_grid_value_is_reported():
+    with pytest.raises(SpecError, match="same config"):
+        expand(parse_spec({"name": "dup", "grid": {"train.lr": [1e-3, 0.001]}}))
+
+
+def test_base_seed_is_used_when_seeds_not_given():
+    trials = expand(parse_spec({"name": "s", "base": {"train": {"seed": 7}}}))
+    assert [t.config.train.seed for t in trials] == [7]
+
+
+def test_combination_errors_name_the_trial():
+    spec = {
+        "name": "combo",
+        "grid": {"model.encoder.resolution": [32, 64], "model.connector.num_tokens": [16, 64]},
+    }
+    with pytest.raises(SpecError) as caught:
+        expand(parse_spec(spec))
+    message = str(caught.value)
+    assert "model.encoder.resolution=32, model.connector.num_tokens=64" in message
+    assert "model.connector.num_tokens" in message and "8x8" in message
+
+
+def test_impossible_token_count_is_an_error():
+    with pytest.raises(SpecError, match="avg-pool cannot give 5 tokens: not a square number"):
+        expand(parse_spec({"name": "x", "grid": {"model.connector.num_tokens": [4, 5]}}))
