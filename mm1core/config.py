@@ -215,8 +215,12 @@ _NESTED_PATH = re.compile(r"^([a-z_]+(?:\.[a-z_]+)+): ")
 
 def describe_errors(error: ValidationError, prefix: str = "") -> list[str]:
     """One ``path: message`` line per pydantic error; paths are dotted, list items as ``[i]``."""
+    return describe_error_items(error.errors(), prefix)
+
+
+def describe_error_items(items: list[Any], prefix: str = "") -> list[str]:
     lines = []
-    for item in error.errors():
+    for item in items:
         path = prefix
         for part in item["loc"]:
             if isinstance(part, int):

@@ -132,7 +132,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         result = train_trial(config, sink=MlflowSink(tracker, run_id), progress_bar=True)
     except BaseException as exc:
-        tracker.end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", f"{type(exc).__name__}: {exc}")
+        tracker.end_run(
+            run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", f"{type(exc).__name__}: {exc}"
+        )
         raise
     tracker.log_history(run_id, [(result.steps, {"perf/train_seconds": result.train_seconds})])
     tracker.end_run(run_id, "FINISHED")
@@ -216,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _tracking_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--tracking-uri", default=None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
     )
 
 

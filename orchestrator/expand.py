@@ -41,7 +41,7 @@ def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
 
 def combinations(spec: SweepSpec) -> list[dict[str, Any]]:
     """Every override set before exclusion: grid product x zip rows x seeds."""
-    grid_rows = [dict(zip(spec.grid, values)) for values in itertools.product(*spec.grid.values())]
+    grid_rows = [dict(zip(spec.grid, values, strict=True)) for values in itertools.product(*spec.grid.values())]
     zip_len = len(next(iter(spec.zip.values()))) if spec.zip else 1
     zip_rows = [{path: values[i] for path, values in spec.zip.items()} for i in range(zip_len)]
     return [

@@ -18,8 +18,8 @@ from ray.tune import Callback
 
 from orchestrator.expand import Trial
 from orchestrator.spec import SweepSpec
-from orchestrator.trainable import FINAL, HISTORY, STEP, tune_trial
 from orchestrator.tracking import TRIAL_KEY, Tracker
+from orchestrator.trainable import FINAL, HISTORY, STEP, tune_trial
 
 Printer = Callable[[str], None]
 
@@ -148,7 +148,9 @@ class TrialLogger(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         ours = self._trial(trial)
-        self.run_ids[trial.trial_id] = self.tracker.start_trial_run(self.experiment_id, self.parent_id, self.sweep, ours)
+        self.run_ids[trial.trial_id] = self.tracker.start_trial_run(
+            self.experiment_id, self.parent_id, self.sweep, ours
+        )
         self.say(f"{_now()} start   [{ours.index + 1}/{self.total}] {ours.label}  (trial_key {ours.key})")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -169,8 +171,10 @@ class TrialLogger(Callback):
         ours = self._trial(trial)
         loss = result.get("train/loss")
         loss_text = f"train/loss {loss:.3f}" if isinstance(loss, float) else ""
-        self.say(f"{_now()} running [{ours.index + 1}/{self.total}] {ours.label}  step {result.get(STEP)}"
-                 f"/{ours.config.train.max_steps}  {loss_text}")
+        self.say(
+            f"{_now()} running [{ours.index + 1}/{self.total}] {ours.label}  step {result.get(STEP)}"
+            f"/{ours.config.train.max_steps}  {loss_text}"
+        )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.run_ids.pop(trial.trial_id)
@@ -194,7 +198,9 @@ class TrialLogger(Callback):
             self.tracker.end_run(run_id, "FAILED", error)
         if not retrying:
             self.failed.append(ours.label)
-        self.say(f"{_now()} {'retry ' if retrying else 'FAILED'}  [{ours.index + 1}/{self.total}] {ours.label}: {error}")
+        self.say(
+            f"{_now()} {'retry ' if retrying else 'FAILED'}  [{ours.index + 1}/{self.total}] {ours.label}: {error}"
+        )
 
     def close_open_runs(self) -> None:
         """Runs still open when Tune returns (interrupted sweep) end KILLED."""

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mm1core.config import TrialConfig, describe_errors, path_problem
+from mm1core.config import TrialConfig, describe_error_items, describe_errors, path_problem
 
 
 class SpecError(ValueError):
@@ -177,8 +177,8 @@ def _one_value_problems(base: dict[str, Any], path: str, value: Any, where: str)
     try:
         TrialConfig.model_validate(with_overrides(base, {path: value}))
     except ValidationError as exc:
-        lines = describe_errors(exc)
-        # Errors on this very path are the value's fault; others appear only in combination (reported per trial).
-        own = [line.split(": ", 1)[1] for line in lines if line.startswith(f"{path}: ")]
-        return [f"{where}: {message}" for message in own]
+        # Field-level errors on this very path are the value's own fault; cross-field checks depend on the
+        # other axes too and are reported per trial by the expansion.
+        own = [{**item, "loc": ()} for item in exc.errors() if ".".join(map(str, item["loc"])) == path]
+        return describe_error_items(own, where)
     return []

@@ -38,8 +38,9 @@ class TuneSink:
 
 def tune_trial(config: dict[str, Any]) -> None:
     """Trains and evaluates one trial; ``config`` = ``{"trial": <resolved TrialConfig dict>, "threads": int}``."""
-    from mm1core.config import TrialConfig
     from mm1core.train import train_trial
+
+    from mm1core.config import TrialConfig
 
     trial = TrialConfig.model_validate(config["trial"])
     sink = TuneSink()

@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 
-def run_mm1(*args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_mm1(
+    *args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """``mm1 ARGS`` with this interpreter, as a user would call it, capturing output."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
     environment.update(env or {})

@@ -71,9 +71,9 @@ def test_bad_input_never_imports_ray_torch_or_mlflow(write_yaml, tmp_path: Path)
     """Nothing heavy is started before the input is known to be good."""
     spec = write_yaml(BAD_SPECS["unknown-key"])
     code = (
-        "import sys; from orchestrator.cli import main; rc = main(['sweep', 'run', %r]); "
+        f"import sys; from orchestrator.cli import main; rc = main(['sweep', 'run', {str(spec)!r}]); "
         "print(sorted(m for m in ('ray', 'torch', 'mlflow', 'lightning') if m in sys.modules)); sys.exit(rc)"
-    ) % str(spec)
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stdout.strip() == "[]"

@@ -19,22 +19,37 @@ def problems(data: dict) -> str:
         ({"name": "x", "bogus": 1}, "bogus: unknown key"),
         ({"name": "x", "base": {"model": {"conector": {}}}}, "base.model.conector: unknown key"),
         ({"base": {}}, "name: required field is missing"),
-        ({"name": "x", "grid": {"model.connector.typo": [1]}}, "grid.model.connector.typo: model.connector has no field 'typo'"),
+        (
+            {"name": "x", "grid": {"model.connector.typo": [1]}},
+            "grid.model.connector.typo: model.connector has no field 'typo'",
+        ),
         ({"name": "x", "grid": {"model.nope.type": [1]}}, "grid.model.nope.type: model has no field 'nope'"),
         (
             {"name": "x", "grid": {"model.connector.type": ["avg-pool", "cabstractor"]}},
             "grid.model.connector.type[1]: 'cabstractor' is not one of avg-pool",
         ),
         ({"name": "x", "grid": {"train.lr": [1e-3, "fast"]}}, "grid.train.lr[1]: Input should be a valid number"),
-        ({"name": "x", "grid": {"train.max_steps": [10, -1]}}, "grid.train.max_steps[1]: Input should be greater than 0"),
+        (
+            {"name": "x", "grid": {"train.max_steps": [10, -1]}},
+            "grid.train.max_steps[1]: Input should be greater than 0",
+        ),
         (
             {"name": "x", "base": {"data": {"mixture": {"caption": 0.5, "interleaved": 0.3, "text": 0.1}}}},
             "base.data.mixture: mixture ratios must sum to 1, got 0.9",
         ),
         ({"name": "x", "grid": {"train.lr": []}}, "grid.train.lr: empty list"),
-        ({"name": "x", "zip": {"train.lr": [1e-3, 2e-3], "train.batch_size": [8]}}, "zip lists must have equal lengths"),
-        ({"name": "x", "base": {"model": {"encoder": {"resolution": 33}}}}, "base.model.encoder: resolution 33 is not divisible"),
-        ({"name": "x", "base": {"model": {"decoder": {"name": "gpt-9"}}}}, "base.model.decoder.name: 'gpt-9' is not one of lm-tiny"),
+        (
+            {"name": "x", "zip": {"train.lr": [1e-3, 2e-3], "train.batch_size": [8]}},
+            "zip lists must have equal lengths",
+        ),
+        (
+            {"name": "x", "base": {"model": {"encoder": {"resolution": 33}}}},
+            "base.model.encoder: resolution 33 is not divisible",
+        ),
+        (
+            {"name": "x", "base": {"model": {"decoder": {"name": "gpt-9"}}}},
+            "base.model.decoder.name: 'gpt-9' is not one of lm-tiny",
+        ),
         ({"name": "x", "scheduler": {"type": "hyperband"}}, "scheduler.type: Input should be 'fifo' or 'asha'"),
         ({"name": "x", "resources": {"gpus_per_trial": 1.5}}, "gpus_per_trial above 1 must be a whole number"),
         ({"name": "x", "seeds": []}, "seeds: at least one seed"),
