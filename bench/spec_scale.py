@@ -1,0 +1,65 @@
+"""Benchmark: validate and plan a sweep of many trials (the orchestrator's CPU cost before any training).
+
+    .venv/bin/python bench/spec_scale.py [--trials-per-axis 10]
+
+Builds a 3-axis grid (lr x batch size x max_steps) of N^3 trials x 2 seeds, then times spec validation and
+expansion (trial configs + trial_keys) in-process, and the `mm1 sweep validate --json` command end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from orchestrator.expand import expand
+from orchestrator.spec import parse_spec
+
+
+def make_spec(per_axis: int) -> dict:
+    return {
+        "name": "scale",
+        "grid": {
+            "train.lr": [round(1e-4 * (i + 1), 6) for i in range(per_axis)],
+            "train.batch_size": [8 + i for i in range(per_axis)],
+            "train.max_steps": [100 + i for i in range(per_axis)],
+        },
+        "seeds": [0, 1],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials-per-axis", type=int, default=10)
+    args = parser.parse_args()
+    data = make_spec(args.trials_per_axis)
+
+    started = time.perf_counter()
+    spec = parse_spec(data)
+    validated = time.perf_counter()
+    trials = expand(spec)
+    expanded = time.perf_counter()
+    print(f"trials: {len(trials)}")
+    print(f"validate (in-process): {validated - started:.3f} s")
+    print(f"expand + trial_keys (in-process): {expanded - validated:.3f} s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "scale.yaml"
+        path.write_text(yaml.safe_dump(data))
+        started = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", "sweep", "validate", "--json", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        print(f"`mm1 sweep validate --json` end to end: {time.perf_counter() - started:.3f} s -> {out.stdout.strip()}")
+
+
+if __name__ == "__main__":
+    main()
