@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     table = trial_table(trials, tracker.trial_runs(outcome.experiment_id, spec.name))
     print("\n" + format_table(table))
     if outcome.ran_keys:
-        print(overhead_line(table, outcome.ran_keys, outcome.wall_seconds))
+        print(overhead_line(table, outcome.ran_keys, outcome.wall_seconds, outcome.concurrency))
     _where_to_look(tracker.uri, spec.experiment)
     if outcome.failed:
         print(f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}", file=sys.stderr)

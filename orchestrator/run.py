@@ -32,6 +32,7 @@ class SweepOutcome:
     skipped: int
     failed: list[str] = field(default_factory=list)  # labels of failed trials
     wall_seconds: float = 0.0
+    concurrency: int | None = None  # trials at once (None: as many as resources allow)
 
 
 def finished_keys(tracker: Tracker, experiment_id: str, sweep: str) -> set[str]:
@@ -65,7 +66,8 @@ def run_sweep(
     started = time.perf_counter()
     logger = TrialLogger(tracker, experiment_id, parent, spec.name, {t.key: t for t in todo}, len(trials), say)
     try:
-        _fit(spec, todo, logger, address=address, max_concurrent=max_concurrent or spec.max_concurrent)
+        outcome.concurrency = max_concurrent or spec.max_concurrent
+        _fit(spec, todo, logger, address=address, max_concurrent=outcome.concurrency)
     finally:
         logger.close_open_runs()
         outcome.wall_seconds = time.perf_counter() - started
@@ -80,6 +82,8 @@ def _fit(spec: SweepSpec, todo: list[Trial], logger: Any, *, address: str | None
     from ray import tune
 
     ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    # Tune's own result files are off (our callback logs to MLflow), so its read-back would warn for nothing.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     try:
         threads = max(1, int(spec.resources.cpus_per_trial))
         payloads = [{"trial": t.config.model_dump(mode="json"), "threads": threads, "key": t.key} for t in todo]
@@ -90,6 +94,7 @@ def _fit(spec: SweepSpec, todo: list[Trial], logger: Any, *, address: str | None
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=max_concurrent,
                 reuse_actors=True,  # one worker start-up (torch, lightning imports) serves many trials
+                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
                 scheduler=_scheduler(spec, todo),
             ),
             run_config=tune.RunConfig(
@@ -165,7 +170,7 @@ class TrialLogger(Callback):
 
     def _progress(self, trial: Any, result: dict) -> None:
         now = time.monotonic()
-        if now - self.last_said.get(trial.trial_id, 0.0) < 15 and not result.get(FINAL):
+        if result.get(FINAL) or now - self.last_said.get(trial.trial_id, 0.0) < 15:
             return
         self.last_said[trial.trial_id] = now
         ours = self._trial(trial)

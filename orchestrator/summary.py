@@ -55,12 +55,20 @@ def format_table(table: pd.DataFrame) -> str:
     return table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-")
 
 
-def overhead_line(table: pd.DataFrame, ran_keys: set[str], wall_seconds: float) -> str:
-    """Sweep wall time against summed training time; overhead = (wall - summed training) / trials run."""
+def overhead_line(table: pd.DataFrame, ran_keys: set[str], wall_seconds: float, concurrency: int | None) -> str:
+    """Sweep wall time against summed training time.
+
+    Overhead per trial = (wall - summed training) / trials run; with trials overlapping this can be negative,
+    so the line also gives it against an ideal packing, (wall - summed training / concurrency) / trials.
+    """
     ran = len(ran_keys)
     trained = float(table.loc[table["trial_key"].isin(ran_keys), "train_s"].dropna().sum())
     per_trial = (wall_seconds - trained) / ran if ran else 0.0
-    return (
+    line = (
         f"sweep wall time {wall_seconds:.1f} s for {ran} trial(s); summed training time {trained:.1f} s; "
-        f"per-trial overhead {per_trial:+.1f} s (wall - summed training, per trial; trials overlap)"
+        f"per-trial overhead {per_trial:+.1f} s (wall - summed training, per trial)"
     )
+    if concurrency and concurrency > 1:
+        packed = (wall_seconds - trained / min(concurrency, ran)) / ran
+        line += f"; {packed:+.1f} s against {min(concurrency, ran)} trials at once"
+    return line

@@ -37,14 +37,17 @@ class TuneSink:
 
 
 def tune_trial(config: dict[str, Any]) -> None:
-    """Trains and evaluates one trial; ``config`` = ``{"trial": <resolved TrialConfig dict>, "threads": int}``."""
+    """Trains and evaluates one trial.
+
+    ``config["trial_payload"]`` = ``{"trial": <resolved TrialConfig dict>, "threads": int, "key": trial_key}``.
+    """
+    from mm1core.config import TrialConfig
     from mm1core.train import train_trial
 
-    from mm1core.config import TrialConfig
-
-    trial = TrialConfig.model_validate(config["trial"])
+    payload = config["trial_payload"]
+    trial = TrialConfig.model_validate(payload["trial"])
     sink = TuneSink()
-    result = train_trial(trial, sink=sink, progress_bar=False, threads=config.get("threads"))
+    result = train_trial(trial, sink=sink, progress_bar=False, threads=payload["threads"])
     sink.flush(
         **{
             FINAL: 1.0,

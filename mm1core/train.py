@@ -1,0 +1,190 @@
+"""One trial: build data and model from a ``TrialConfig``, fit with Lightning, evaluate, return the metrics.
+
+``train_trial`` is the only entry point the orchestrator calls (``mm1 train``, the Ray trainable); it never
+touches Ray or MLflow. Metrics go to a ``MetricSink``: ``train/loss`` and ``train/lr`` for every optimizer step
+(``step`` counts steps from 1: the metrics of the s-th step carry ``step=s``), delivered in bursts every
+``train.log_every_n_steps`` steps and at the end, each burst followed by ``flush()`` (one device sync per
+burst, not per step); then the eval metrics and ``perf/samples_per_s`` with ``step=max_steps``, and ``flush()``.
+Several trials can run one after another in one process: seeds are reset and thread counts restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import lightning
+import torch
+
+from mm1core.config import TrainConfig, TrialConfig
+from mm1core.data.datamodule import build_data, max_sample_tokens
+from mm1core.data.tokenizer import build_tokenizer
+from mm1core.evaluate.captioning import max_prompt_tokens
+from mm1core.evaluate.harness import evaluate
+from mm1core.lm.presets import DECODERS
+from mm1core.model import build_model
+from mm1core.module import MM1Module
+
+
+class MetricSink(Protocol):
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class NullSink:
+    """A sink that drops everything (``train_trial`` without a sink)."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+@dataclass
+class TrialResult:
+    metrics: dict[str, float]  # "train/loss" (mean of the last log interval), every eval metric, "perf/samples_per_s"
+    steps: int
+    train_seconds: float  # wall time of the fit loop only
+    eval_seconds: float
+
+
+class SinkCallback(lightning.Callback):
+    """Buffers each step's detached loss and learning rate; delivers them to the sink in bursts."""
+
+    def __init__(self, sink: MetricSink, every_n_steps: int) -> None:
+        self.sink, self.every_n_steps = sink, every_n_steps
+        self.pending: list[tuple[int, torch.Tensor, float]] = []  # (step, loss on device, lr)
+        self.losses: list[float] = []  # every delivered loss, in step order
+        self.step_lr = 0.0
+        self.started = self.ended = 0.0
+
+    def on_train_start(self, trainer: lightning.Trainer, module: lightning.LightningModule) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_start(self, trainer: lightning.Trainer, module: lightning.LightningModule, *args: Any) -> None:
+        self.step_lr = trainer.optimizers[0].param_groups[0]["lr"]  # the rate this step uses
+
+    def on_train_batch_end(
+        self, trainer: lightning.Trainer, module: lightning.LightningModule, outputs: Any, *args: Any
+    ) -> None:
+        self.pending.append((trainer.global_step, outputs["loss"].detach(), self.step_lr))
+        if len(self.pending) >= self.every_n_steps:
+            self.deliver()
+
+    def on_train_end(self, trainer: lightning.Trainer, module: lightning.LightningModule) -> None:
+        self.deliver()  # its device sync also makes the timing honest
+        self.ended = time.perf_counter()
+
+    def deliver(self) -> None:
+        if not self.pending:
+            return
+        losses = torch.stack([loss for _, loss, _ in self.pending]).float().cpu().tolist()  # one sync
+        for (step, _, lr), loss in zip(self.pending, losses, strict=True):
+            self.sink.log_metrics({"train/loss": loss, "train/lr": lr}, step=step)
+        self.losses += losses
+        self.pending = []
+        self.sink.flush()
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto``: bf16 mixed precision on a CUDA GPU that supports it, else full fp32."""
+    if precision != "auto":
+        return precision
+    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def sequence_length_problem(cfg: TrialConfig) -> str | None:
+    """Why the longest training sample or few-shot prompt may not fit the decoder (``None`` when they fit)."""
+    limit, num_tokens = DECODERS.get(cfg.model.decoder.name).max_seq_len, cfg.model.connector.num_tokens
+    training = max_sample_tokens(cfg.data.max_images, num_tokens)
+    if training > limit:
+        return f"data.max_images x connector.num_tokens: samples of up to {training} tokens exceed max_seq_len {limit}"
+    prompt = max_prompt_tokens(max(cfg.eval.shots), num_tokens) + cfg.eval.max_new_tokens
+    if prompt > limit:
+        return f"eval.shots: a {max(cfg.eval.shots)}-shot prompt of up to {prompt} tokens exceeds max_seq_len {limit}"
+    return None
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Runs with ``threads`` intra-op threads (if given), restoring the previous count afterwards."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silences Lightning's per-trial banners (GPU/TPU lines), its few-workers hint and a torch-2.13 pytree
+    deprecation it triggers, restoring the logger level and warning filters afterwards."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def build_trainer(train: TrainConfig, callback: SinkCallback, progress_bar: bool) -> lightning.Trainer:
+    return lightning.Trainer(
+        max_steps=train.max_steps,
+        accelerator="auto",
+        devices=1,
+        precision=resolve_precision(train.precision),  # type: ignore[arg-type]
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress_bar,
+        callbacks=[callback],
+    )
+
+
+def train_trial(
+    cfg: TrialConfig, *, sink: MetricSink | None = None, progress_bar: bool = True, threads: int | None = None
+) -> TrialResult:
+    """Trains and evaluates one trial (see the module docstring for what ``sink`` receives)."""
+    problem = sequence_length_problem(cfg)
+    if problem:
+        raise ValueError(problem)
+    sink = sink or NullSink()
+    with torch_threads(threads), quiet_lightning():
+        lightning.seed_everything(cfg.train.seed, workers=True, verbose=False)
+        tokenizer = build_tokenizer()
+        module = MM1Module(build_model(cfg.model, tokenizer.vocab_size), cfg.train)
+        recorder = SinkCallback(sink, cfg.train.log_every_n_steps)
+        trainer = build_trainer(cfg.train, recorder, progress_bar)
+        trainer.fit(module, train_dataloaders=build_data(cfg, tokenizer))
+        eval_started = time.perf_counter()
+        model = module.model.to(trainer.strategy.root_device)  # fit's teardown moved it to the CPU
+        eval_metrics = evaluate(model, cfg, tokenizer, autocast=trainer.precision_plugin.forward_context)
+        eval_seconds = time.perf_counter() - eval_started
+    return finish(cfg, sink, recorder, eval_metrics, eval_seconds)
+
+
+def finish(
+    cfg: TrialConfig, sink: MetricSink, recorder: SinkCallback, eval_metrics: dict[str, float], eval_seconds: float
+) -> TrialResult:
+    """Sends the final metrics to the sink and assembles the result."""
+    train_seconds = recorder.ended - recorder.started
+    steps = len(recorder.losses)
+    final = {**eval_metrics, "perf/samples_per_s": steps * cfg.train.batch_size / train_seconds}
+    sink.log_metrics(final, step=cfg.train.max_steps)
+    sink.flush()
+    last_interval = recorder.losses[-cfg.train.log_every_n_steps :]
+    metrics = {"train/loss": sum(last_interval) / len(last_interval), **final}
+    return TrialResult(metrics=metrics, steps=steps, train_seconds=train_seconds, eval_seconds=eval_seconds)

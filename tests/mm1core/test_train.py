@@ -1,0 +1,82 @@
+"""One trial end to end (a few steps): the sink's stream, the result, repeatability, the length check."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+import torch
+
+from mm1core.config import TrialConfig
+from mm1core.train import TrialResult, resolve_precision, sequence_length_problem, train_trial
+from tests.mm1core.flavours import TINY
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, dict[str, float]]] = []
+        self.flushes: list[int] = []  # rows delivered before each flush
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self.rows.append((step, dict(metrics)))
+
+    def flush(self) -> None:
+        self.flushes.append(len(self.rows))
+
+
+@pytest.fixture(scope="module")
+def trial() -> tuple[TrialResult, RecordingSink]:
+    sink = RecordingSink()
+    return train_trial(TrialConfig.model_validate(TINY), sink=sink, progress_bar=False, threads=1), sink
+
+
+def test_sink_gets_every_step_in_bursts(trial: tuple[TrialResult, RecordingSink]) -> None:
+    result, sink = trial
+    steps = [step for step, metrics in sink.rows if "train/loss" in metrics]
+    assert steps == list(range(1, TINY["train"]["max_steps"] + 1))
+    assert all(set(metrics) == {"train/loss", "train/lr"} for _, metrics in sink.rows[: len(steps)])
+    assert sink.flushes == [2, 4, 5, 6]  # every 2 steps, the rest at the end, then the final metrics
+
+
+def test_final_metrics(trial: tuple[TrialResult, RecordingSink]) -> None:
+    result, sink = trial
+    step, final = sink.rows[-1]
+    assert step == TINY["train"]["max_steps"]
+    expected = {"eval/caption/0shot", "eval/caption/1shot", "eval/avg/0shot", "eval/avg/1shot", "eval/loss"}
+    assert set(final) == expected | {"perf/samples_per_s"}
+    assert set(result.metrics) == set(final) | {"train/loss"}
+    assert result.steps == 5 and result.train_seconds > 0 and result.eval_seconds > 0
+    losses = [metrics["train/loss"] for _, metrics in sink.rows[:5]]
+    assert result.metrics["train/loss"] == pytest.approx(sum(losses[-2:]) / 2)
+
+
+def test_learning_rate_warms_up(trial: tuple[TrialResult, RecordingSink]) -> None:
+    _, sink = trial
+    rates = [metrics["train/lr"] for _, metrics in sink.rows[:5]]
+    assert rates[0] == pytest.approx(TINY["train"]["lr"])  # 5% of 5 steps: no warmup step
+    assert rates[-1] < rates[0]
+
+
+def test_trials_in_one_process_repeat_exactly(trial: tuple[TrialResult, RecordingSink]) -> None:
+    _, first = trial
+    threads = torch.get_num_threads()
+    torch.manual_seed(123)  # state a previous trial might leave behind
+    second = RecordingSink()
+    train_trial(TrialConfig.model_validate(TINY), sink=second, progress_bar=False, threads=1)
+    assert [row for row in second.rows[:5]] == first.rows[:5]
+    assert torch.get_num_threads() == threads
+
+
+def test_overlong_sequences_are_refused_before_training() -> None:
+    config = TrialConfig.model_validate(
+        {**TINY, "model": {"encoder": {"resolution": 64}, "connector": {"num_tokens": 64}}, "data": {"max_images": 16}}
+    )
+    assert "max_seq_len" in (sequence_length_problem(config) or "")
+    with pytest.raises(ValueError, match="max_seq_len"):
+        train_trial(config, progress_bar=False)
+    assert sequence_length_problem(TrialConfig()) is None
+
+
+def test_precision_auto_is_fp32_on_cpu() -> None:
+    expected = "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+    assert resolve_precision("auto") == expected and resolve_precision("16-mixed") == "16-mixed"
