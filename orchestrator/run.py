@@ -78,6 +78,7 @@ def run_sweep(
 
 def _fit(spec: SweepSpec, todo: list[Trial], logger: Any, *, address: str | None, max_concurrent: int | None) -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our callback is the only logger
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, no Tune tables: we print our own progress
     import ray
     from ray import tune
 
