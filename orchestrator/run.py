@@ -19,7 +19,7 @@ from ray.tune import Callback
 from orchestrator.expand import Trial
 from orchestrator.spec import SweepSpec
 from orchestrator.tracking import TRIAL_KEY, Tracker
-from orchestrator.trainable import FINAL, HISTORY, STEP, tune_trial
+from orchestrator.trainable import ERROR, FINAL, HISTORY, STEP, tune_trial
 
 Printer = Callable[[str], None]
 
@@ -146,6 +146,7 @@ class TrialLogger(Callback):
         self.run_ids: dict[str, str] = {}  # tune trial id -> MLflow run id
         self.last_said: dict[str, float] = {}
         self.final_seen: set[str] = set()
+        self.errors: dict[str, str] = {}  # tune trial id -> the error the trial reported
         self.failed: list[str] = []
         self.open_at_exit = 0
 
@@ -161,6 +162,8 @@ class TrialLogger(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self.run_ids[trial.trial_id]
+        if result.get(ERROR):
+            self.errors[trial.trial_id] = str(result[ERROR])
         history = [(int(step), values) for step, values in result.get(HISTORY, [])]
         if result.get(FINAL):
             self.final_seen.add(trial.trial_id)
@@ -171,7 +174,7 @@ class TrialLogger(Callback):
 
     def _progress(self, trial: Any, result: dict) -> None:
         now = time.monotonic()
-        if result.get(FINAL) or now - self.last_said.get(trial.trial_id, 0.0) < 15:
+        if result.get(FINAL) or result.get(ERROR) or now - self.last_said.get(trial.trial_id, 0.0) < 15:
             return
         self.last_said[trial.trial_id] = now
         ours = self._trial(trial)
@@ -199,7 +202,7 @@ class TrialLogger(Callback):
     def _fail(self, trial: Any, retrying: bool) -> None:
         run_id = self.run_ids.pop(trial.trial_id, None)
         ours = self._trial(trial)
-        error = _error_text(trial)
+        error = self.errors.pop(trial.trial_id, None) or _error_text(trial)
         if run_id:
             self.tracker.end_run(run_id, "FAILED", error)
         if not retrying:

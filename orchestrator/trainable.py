@@ -12,7 +12,7 @@ from typing import Any
 from ray import tune
 
 # Keys of a reported result (besides metric names themselves).
-HISTORY, STEP, FINAL = "mm1/history", "step", "mm1/final"
+HISTORY, STEP, FINAL, ERROR = "mm1/history", "step", "mm1/final", "mm1/error"
 
 
 class TuneSink:
@@ -47,7 +47,12 @@ def tune_trial(config: dict[str, Any]) -> None:
     payload = config["trial_payload"]
     trial = TrialConfig.model_validate(payload["trial"])
     sink = TuneSink()
-    result = train_trial(trial, sink=sink, progress_bar=False, threads=payload["threads"])
+    try:
+        result = train_trial(trial, sink=sink, progress_bar=False, threads=payload["threads"])
+    except Exception as exc:
+        # The driver records this one-line cause in MLflow's mm1.error before Tune marks the trial ERROR.
+        sink.flush(**{ERROR: f"{type(exc).__name__}: {exc}"})
+        raise
     sink.flush(
         **{
             FINAL: 1.0,
