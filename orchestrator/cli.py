@@ -65,14 +65,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec, trials, text = _load(args.spec)
-    from orchestrator.run import run_sweep
+    from orchestrator.run import RayUnavailable, run_sweep
     from orchestrator.summary import format_table, overhead_line, trial_table
     from orchestrator.tracking import Tracker, resolve_tracking_uri
 
     tracker = Tracker(resolve_tracking_uri(args.tracking_uri))
     mode = " (resume)" if args.resume else ""
     print(f"sweep {spec.name!r}{mode}: {len(trials)} trial(s), experiment {spec.experiment!r}, MLflow {tracker.uri}")
-    outcome = run_sweep(spec, text, trials, tracker, address=args.address, max_concurrent=args.max_concurrent)
+    try:
+        outcome = run_sweep(spec, text, trials, tracker, address=args.address, max_concurrent=args.max_concurrent)
+    except RayUnavailable as exc:
+        print(f"mm1: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     table = trial_table(trials, tracker.trial_runs(outcome.experiment_id, spec.name))
     print("\n" + format_table(table))
     if outcome.ran_keys:

@@ -54,37 +54,56 @@ def run_sweep(
     experiment_id = tracker.experiment_id(spec.experiment)
     done = finished_keys(tracker, experiment_id, spec.name)
     todo = [trial for trial in trials if trial.key not in done]
-    plan = [{"index": t.index, "trial_key": t.key, **t.varied} for t in trials]
-    parent = tracker.start_sweep_run(experiment_id, spec.name, spec_text, plan)
-    outcome = SweepOutcome(experiment_id, parent, {t.key for t in todo}, skipped=len(trials) - len(todo))
+    outcome = SweepOutcome(experiment_id, "", {t.key for t in todo}, skipped=len(trials) - len(todo))
     if outcome.skipped:
         say(f"{outcome.skipped} of {len(trials)} trials already FINISHED in MLflow: not run again")
+    if todo:
+        _start_ray(address)  # before the sweep's run is touched: an unreachable cluster writes nothing
+    plan = [{"index": t.index, "trial_key": t.key, **t.varied} for t in trials]
+    outcome.parent_run_id = parent = tracker.start_sweep_run(experiment_id, spec.name, spec_text, plan)
     if not todo:
         say("nothing to run: every trial of this sweep has finished")
         tracker.end_run(parent, "FINISHED")
         return outcome
     started = time.perf_counter()
     logger = TrialLogger(tracker, experiment_id, parent, spec.name, {t.key: t for t in todo}, len(trials), say)
+    completed = False
     try:
         outcome.concurrency = max_concurrent or spec.max_concurrent
-        _fit(spec, todo, logger, address=address, max_concurrent=outcome.concurrency)
+        _fit(spec, todo, logger, max_concurrent=outcome.concurrency)
+        completed = True
     finally:
         logger.close_open_runs()
         outcome.wall_seconds = time.perf_counter() - started
         outcome.failed = logger.failed
-        tracker.end_run(parent, "FAILED" if logger.failed or logger.open_at_exit else "FINISHED")
+        clean = completed and not logger.failed and not logger.open_at_exit
+        tracker.end_run(parent, "FINISHED" if clean else "FAILED")
     return outcome
 
 
-def _fit(spec: SweepSpec, todo: list[Trial], logger: Any, *, address: str | None, max_concurrent: int | None) -> None:
+def _start_ray(address: str | None) -> None:
+    """Starts a local Ray instance, or joins the cluster at ``address`` (``auto``: the running one)."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our callback is the only logger
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, no Tune tables: we print our own progress
     import ray
-    from ray import tune
 
-    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise RayUnavailable(f"cannot start or join Ray at {address or 'a local instance'}: {first_line}") from None
     # Tune's own result files are off (our callback logs to MLflow), so its read-back would warn for nothing.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+
+
+class RayUnavailable(RuntimeError):
+    """Ray could not be started or joined."""
+
+
+def _fit(spec: SweepSpec, todo: list[Trial], logger: Any, *, max_concurrent: int | None) -> None:
+    import ray
+    from ray import tune
+
     try:
         threads = max(1, int(spec.resources.cpus_per_trial))
         payloads = [{"trial": t.config.model_dump(mode="json"), "threads": threads, "key": t.key} for t in todo]
