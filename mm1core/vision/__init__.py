@@ -1,4 +1,4 @@
-"""Image encoders. Importing this package does not import torch; ``build_encoder`` does."""
+"""Image encoders. Importing this package does not import torch; ``mm1core.vision.vit.build_encoder`` does."""
 
 from mm1core.vision.presets import ENCODERS, ViTPreset
 
