@@ -10,15 +10,19 @@ import hashlib
 import json
 import math
 import re
+import typing
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mm1core.connectors import CONNECTORS
 from mm1core.data import DATA_SOURCES
-from mm1core.lm import DECODERS
+from mm1core.lm import DECODERS, LMPreset
+from mm1core.lm.config import MoEConfig
+from mm1core.lm.presets import FROM_CHECKPOINT  # the same name for encoders: shape and style from the checkpoint
 from mm1core.registry import Registry
-from mm1core.vision import ENCODERS
+from mm1core.vision import ENCODERS, ViTPreset
 
 
 class StrictModel(BaseModel):
@@ -34,24 +38,53 @@ def _registered(registry: Registry[Any], name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- model
+
+
+def _component_name(registry: Registry[Any], name: str) -> str:
+    if name == FROM_CHECKPOINT or name in registry:
+        return name
+    raise ValueError(f"{registry.unknown_message(name)}, {FROM_CHECKPOINT} (with a checkpoint)")
+
+
+def _checkpoint_path(path: str | None) -> str | None:
+    """Absolute, so a trial running in Ray's working directory finds the same file."""
+    return None if path is None else str(Path(path).expanduser().resolve())
+
+
 class EncoderConfig(StrictModel):
+    """The image encoder (MM1 Sec. 3.2): a ViT preset, the resolution its weights are made for, and optionally
+    pretrained weights from a local path (a Hugging Face CLIP / SigLIP directory or an OpenCLIP file)."""
+
     name: str = "vit-tiny"
     resolution: int = Field(32, gt=0)
     freeze: bool = False
+    checkpoint: str | None = None
 
-    _check_name = field_validator("name")(lambda v: _registered(ENCODERS, v))
+    _check_name = field_validator("name")(lambda v: _component_name(ENCODERS, v))
+    _absolute = field_validator("checkpoint")(_checkpoint_path)
 
     @model_validator(mode="after")
-    def _divisible(self) -> EncoderConfig:
-        patch = ENCODERS.get(self.name).patch
+    def _consistent(self) -> EncoderConfig:
+        if self.checkpoint is not None:
+            from mm1core.vision.checkpoints import checkpoint_problem
+
+            problem = checkpoint_problem(self.checkpoint, self.name)
+            if problem:
+                raise ValueError(f"checkpoint: {problem}")
+        elif self.name == FROM_CHECKPOINT:
+            raise ValueError(f"checkpoint: name {FROM_CHECKPOINT} needs a checkpoint path")
+        patch = self.preset().patch
         if self.resolution % patch:
-            raise ValueError(f"resolution {self.resolution} is not divisible by {self.name}'s patch size {patch}")
+            raise ValueError(f"resolution: {self.resolution} is not divisible by {self.name}'s patch size {patch}")
         return self
 
-    @property
-    def grid(self) -> int:
-        """Side of the patch grid: resolution / patch."""
-        return self.resolution // ENCODERS.get(self.name).patch
+    def preset(self) -> ViTPreset:
+        """The encoder's shape: the registered preset, or the checkpoint's."""
+        if self.name != FROM_CHECKPOINT:
+            return ENCODERS.get(self.name)
+        from mm1core.vision.checkpoints import preset_from_checkpoint
+
+        return preset_from_checkpoint(str(self.checkpoint))[0]
 
 
 class ConnectorConfig(StrictModel):
@@ -62,24 +95,141 @@ class ConnectorConfig(StrictModel):
 
 
 class DecoderConfig(StrictModel):
-    name: str = "lm-tiny"
+    """The decoder-only LM (MM1 Sec. 3): a preset or a local Hugging Face Llama-style directory, dense or MoE."""
 
-    _check_name = field_validator("name")(lambda v: _registered(DECODERS, v))
+    name: str = "lm-tiny"
+    checkpoint: str | None = None
+    moe: MoEConfig | None = None
+
+    _check_name = field_validator("name")(lambda v: _component_name(DECODERS, v))
+    _absolute = field_validator("checkpoint")(_checkpoint_path)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DecoderConfig:
+        if self.checkpoint is not None:
+            from mm1core.lm.checkpoints import checkpoint_problem
+
+            problem = checkpoint_problem(self.checkpoint, self.name)
+            if problem:
+                raise ValueError(f"checkpoint: {problem}")
+            if self.moe is not None:
+                raise ValueError("moe: a dense checkpoint cannot be loaded into a MoE decoder")
+        elif self.name == FROM_CHECKPOINT:
+            raise ValueError(f"checkpoint: name {FROM_CHECKPOINT} needs a checkpoint path")
+        if self.moe is not None and self.moe.every_k_layers > self.preset().depth:
+            raise ValueError(
+                f"moe.every_k_layers: {self.moe.every_k_layers} is more than {self.name}'s {self.preset().depth} layers"
+            )
+        return self
+
+    def preset(self) -> LMPreset:
+        """The decoder's shape: the registered preset, or the checkpoint's."""
+        if self.name != FROM_CHECKPOINT:
+            return DECODERS.get(self.name)
+        from mm1core.lm.checkpoints import preset_from_checkpoint
+
+        return preset_from_checkpoint(str(self.checkpoint))
+
+    def non_embedding_params(self) -> int:
+        """N of MM1's LR law (Sec. 3.4): every decoder parameter but the embedding and output tables."""
+        return self.preset().non_embedding_params(self.moe)
+
+    def checkpoint_vocab_size(self) -> int:
+        """The checkpoint's vocabulary size (0 without a checkpoint)."""
+        if self.checkpoint is None:
+            return 0
+        return int(json.loads((Path(self.checkpoint) / "config.json").read_text())["vocab_size"])
+
+
+class HighresConfig(StrictModel):
+    """Images larger than the encoder's native resolution (MM1 Sec. 3.2 and 5, Fig. 7b).
+
+    - ``none``: images are rendered at ``encoder.resolution``;
+    - ``interpolate``: images at ``resolution``; the encoder's positional embeddings (made for
+      ``encoder.resolution``) are bicubically interpolated to the larger patch grid;
+    - ``subimage``: SPHINX / MM1 sub-image decomposition: an image at ``resolution`` is encoded as one global
+      view downsampled to ``resolution / grid`` plus ``grid x grid`` crops of that size, each an independent
+      image (MM1: 1344 px -> 672 px views, five views x 144 tokens = 720 tokens); views larger than
+      ``encoder.resolution`` interpolate the positional embeddings too.
+    """
+
+    mode: Literal["none", "interpolate", "subimage"] = "none"
+    resolution: int | None = Field(None, gt=0)
+    grid: int = Field(2, ge=1, le=4, description="subimage: crops per side")
+
+    @model_validator(mode="after")
+    def _resolution_given(self) -> HighresConfig:
+        if self.mode == "none" and self.resolution is not None:
+            raise ValueError("resolution: only used with mode interpolate or subimage")
+        if self.mode != "none" and self.resolution is None:
+            raise ValueError(f"resolution: mode {self.mode} needs the image resolution")
+        if self.mode == "subimage" and self.resolution is not None and self.resolution % self.grid:
+            raise ValueError(f"resolution: {self.resolution} is not divisible into {self.grid}x{self.grid} crops")
+        return self
 
 
 class ModelConfig(StrictModel):
     encoder: EncoderConfig = EncoderConfig()
     connector: ConnectorConfig = ConnectorConfig()
     decoder: DecoderConfig = DecoderConfig()
+    highres: HighresConfig = HighresConfig()
 
     @model_validator(mode="after")
-    def _tokens_possible(self) -> ModelConfig:
-        problem = CONNECTORS.get(self.connector.type).token_problem(self.connector.num_tokens, self.encoder.grid)
+    def _shapes_possible(self) -> ModelConfig:
+        patch = self.encoder.preset().patch
+        if self.view_resolution % patch:
+            raise ValueError(
+                f"highres.resolution: views of {self.view_resolution} px are not divisible by the patch size {patch}"
+            )
+        grid = self.view_resolution // patch
+        problem = CONNECTORS.get(self.connector.type).token_problem(self.connector.num_tokens, grid)
         if problem:
             raise ValueError(
                 f"connector.num_tokens: {self.connector.type} cannot give {self.connector.num_tokens} tokens: {problem}"
             )
         return self
+
+    @property
+    def image_resolution(self) -> int:
+        """Side of the images the data pipeline renders."""
+        return self.highres.resolution or self.encoder.resolution
+
+    @property
+    def view_resolution(self) -> int:
+        """Side of each view the encoder sees (one view per image, or the global view and crops)."""
+        if self.highres.mode == "subimage":
+            return self.image_resolution // self.highres.grid
+        return self.image_resolution
+
+    @property
+    def views_per_image(self) -> int:
+        return 1 + self.highres.grid**2 if self.highres.mode == "subimage" else 1
+
+    @property
+    def tokens_per_image(self) -> int:
+        """Image tokens one ``<image>`` expands to: ``num_tokens`` per view."""
+        return self.views_per_image * self.connector.num_tokens
+
+    def parameter_counts(self, vocab_size: int) -> dict[str, int]:
+        """Closed-form parameter counts (torch-free), logged with every trial: per component, the decoder's
+        non-embedding N (MM1 Sec. 3.4) and, for MoE, its share active per token. ``vocab_size`` is the
+        tokenizer's (a checkpoint's larger vocabulary wins)."""
+        encoder, lm, moe = self.encoder.preset(), self.decoder.preset(), self.decoder.moe
+        vocab_size = max(vocab_size, self.decoder.checkpoint_vocab_size())
+        embeddings = vocab_size * lm.width * (1 if lm.tie_embeddings else 2)
+        counts = {
+            "model.encoder.params": encoder.params(self.encoder.resolution),
+            "model.connector.params": CONNECTORS.get(self.connector.type).params(
+                encoder.width, lm.width, self.connector.num_tokens
+            ),
+            "model.decoder.params": lm.non_embedding_params(moe) + embeddings,
+            "model.decoder.non_embedding_params": lm.non_embedding_params(moe),
+            "model.decoder.active_non_embedding_params": lm.active_non_embedding_params(moe),
+        }
+        counts["model.total_params"] = sum(
+            counts[f"model.{part}.params"] for part in ("encoder", "connector", "decoder")
+        )
+        return counts
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -197,24 +347,35 @@ def set_path(tree: dict[str, Any], path: str, value: Any) -> None:
 
 
 def path_problem(model: type[BaseModel], path: str) -> str | None:
-    """Why ``path`` names no leaf field of ``model`` (``None`` when it does)."""
-    node: type[BaseModel] = model
+    """Why ``path`` names no field of ``model`` (``None`` when it does).
+
+    A section (``model.highres``, ``model.decoder.moe``) is a value too: a mapping that replaces the whole
+    section (its omitted fields take their defaults, not the base's), or ``null`` for an optional one.
+    """
+    node: Any = model
     walked: list[str] = []
     for key in path.split("."):
-        if not (isinstance(node, type) and issubclass(node, BaseModel)):
+        section = _section(node)
+        if section is None:
             return f"{'.'.join(walked)} has no field {key!r}"
-        if key not in node.model_fields:
+        if key not in section.model_fields:
             where = ".".join(walked) or "a trial config"
-            return f"{where} has no field {key!r} (fields: {', '.join(node.model_fields)})"
+            return f"{where} has no field {key!r} (fields: {', '.join(section.model_fields)})"
         walked.append(key)
-        node = node.model_fields[key].annotation  # type: ignore[assignment]
-    if isinstance(node, type) and issubclass(node, BaseModel):
-        return f"{path} is a section, not a value (fields: {', '.join(node.model_fields)})"
+        node = section.model_fields[key].annotation
+    return None
+
+
+def _section(annotation: Any) -> type[BaseModel] | None:
+    """The model class of a section annotation (``Section`` or ``Section | None``), else ``None``."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
     return None
 
 
 # ------------------------------------------------------------------------------------------- errors
-_NESTED_PATH = re.compile(r"^([a-z_]+(?:\.[a-z_]+)+): ")
+_NESTED_PATH = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): ")
 
 
 def describe_errors(error: ValidationError, prefix: str = "") -> list[str]:

@@ -1,81 +1,83 @@
-"""Transformer pieces shared by the image encoder and the decoder LM: attention -> MLP -> pre-LN block.
+"""Transformer pieces of the ViT image encoder: attention -> MLP -> pre-LN block.
 
-Pre-LN blocks (Xiong et al., 2020) as in GPT-2 and ViT: ``x + attention(norm(x))``, then ``x + mlp(norm(x))``.
-Attention runs through ``F.scaled_dot_product_attention`` (fused kernels on CPU and GPU). Every linear layer
-has a bias; ``LMPreset.non_embedding_params`` counts exactly these parameters.
+Pre-LN blocks (Xiong et al., 2020) as in ViT and CLIP: ``x + attention(norm(x))``, then ``x + mlp(norm(x))``.
+Attention is bidirectional and runs through ``F.scaled_dot_product_attention`` (fused kernels on CPU and GPU)
+with the usual ``1 / sqrt(head_dim)`` scale. Every linear layer has a bias; ``ViTPreset.params`` counts exactly
+these parameters. The activation and the LayerNorm epsilon are configurable so that pretrained CLIP (QuickGELU),
+OpenCLIP (GELU) and SigLIP (tanh GELU, eps 1e-6) weights compute what they were trained to compute.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-class LayerCache:
-    """Keys and values of the tokens seen so far by one attention layer, for incremental decoding."""
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    """OpenAI CLIP's GELU approximation ``x * sigmoid(1.702 x)`` (Radford et al., 2021; Hendrycks & Gimpel)."""
+    return x * torch.sigmoid(1.702 * x)
 
-    def __init__(self) -> None:
-        self.keys: torch.Tensor | None = None  # (B, heads, T_past, head_dim)
-        self.values: torch.Tensor | None = None
 
-    def extend(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Appends the new tokens' keys and values; returns those of all tokens so far."""
-        if self.keys is not None and self.values is not None:
-            keys, values = torch.cat([self.keys, keys], dim=2), torch.cat([self.values, values], dim=2)
-        self.keys, self.values = keys, values
-        return keys, values
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,  # exact erf GELU: ViT, OpenCLIP
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # SigLIP (HF "gelu_pytorch_tanh")
+    "quick_gelu": quick_gelu,  # OpenAI CLIP
+}
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention; ``causal`` applies when no explicit mask is given."""
+    """Multi-head bidirectional self-attention. ``qkv`` holds the query, key and value projections stacked in
+    that order along its output dimension, each head-major (as OpenCLIP's ``in_proj_weight``)."""
 
-    def __init__(self, width: int, heads: int, causal: bool) -> None:
+    def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} is not divisible by {heads} heads")
-        self.heads, self.causal = heads, causal
+        self.heads = heads
         self.qkv = nn.Linear(width, 3 * width)
         self.out = nn.Linear(width, width)
 
-    def forward(
-        self, x: torch.Tensor, attention_mask: torch.Tensor | None = None, cache: LayerCache | None = None
-    ) -> torch.Tensor:
-        """``x`` (B, T, C); ``attention_mask`` (B, 1, T, T_past + T) bool, True = may attend."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, T, C) -> (B, T, C)."""
         batch, length, width = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads)  # (B, T, 3, nh, hs)
         queries, keys, values = qkv.permute(2, 0, 3, 1, 4)  # each (B, nh, T, hs)
-        if cache is not None:
-            keys, values = cache.extend(keys, values)  # (B, nh, T_past + T, hs)
-        is_causal = self.causal and attention_mask is None
-        y = F.scaled_dot_product_attention(queries, keys, values, attn_mask=attention_mask, is_causal=is_causal)
+        y = F.scaled_dot_product_attention(queries, keys, values)  # (B, nh, T, hs)
         return self.out(y.transpose(1, 2).reshape(batch, length, width))  # (B, T, C)
 
 
 class MLP(nn.Module):
-    def __init__(self, width: int, hidden: int) -> None:
+    """``width -> hidden -> width`` with the named activation between (a key of ``ACTIVATIONS``)."""
+
+    def __init__(self, width: int, hidden: int, activation: str = "gelu") -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        self.activation = activation
         self.fc = nn.Linear(width, hidden)
         self.proj = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.gelu(self.fc(x)))
+        return self.proj(ACTIVATIONS[self.activation](self.fc(x)))
 
 
 class Block(nn.Module):
     """Pre-LN transformer block: ``x + attention(LN(x))`` then ``x + mlp(LN(x))``."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, causal: bool) -> None:
+    def __init__(
+        self, width: int, heads: int, mlp_width: int, activation: str = "gelu", norm_eps: float = 1e-5
+    ) -> None:
         super().__init__()
-        self.attention_norm = nn.LayerNorm(width)
-        self.attention = SelfAttention(width, heads, causal)
-        self.mlp_norm = nn.LayerNorm(width)
-        self.mlp = MLP(width, int(mlp_ratio * width))
+        self.attention_norm = nn.LayerNorm(width, eps=norm_eps)
+        self.attention = SelfAttention(width, heads)
+        self.mlp_norm = nn.LayerNorm(width, eps=norm_eps)
+        self.mlp = MLP(width, mlp_width, activation)
 
-    def forward(
-        self, x: torch.Tensor, attention_mask: torch.Tensor | None = None, cache: LayerCache | None = None
-    ) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x), attention_mask, cache)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x))
         return x + self.mlp(self.mlp_norm(x))
 
 

@@ -8,6 +8,9 @@ rate, is given ``weight_decay / lr``. Decay applies to the matrices of linear an
 biases, LayerNorms and embedding tables (token, position, the tied head) are not decayed. The encoder and
 connector learn at ``train.vision_lr_scale`` times the LM's rate (see there); ``train/lr`` reports the LM's rate.
 
+A MoE decoder's auxiliary losses (GShard load balancing, ST-MoE router z-loss) are added to the training loss
+with the coefficients of ``model.decoder.moe``.
+
 Metrics never go to a Lightning logger: ``mm1core.train`` reads the returned losses and feeds its sink.
 """
 
@@ -82,8 +85,18 @@ class MM1Module(lightning.LightningModule):
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.model(batch["token_ids"], batch["images"])
 
-    def training_step(self, batch: Batch, batch_index: int) -> torch.Tensor:
-        return next_token_loss(self(batch), batch["token_ids"], batch["loss_mask"])
+    def training_step(self, batch: Batch, batch_index: int) -> dict[str, torch.Tensor]:
+        """``loss`` is what is optimised: the next-token loss plus, for a MoE decoder, its weighted auxiliary
+        losses; ``lm_loss`` and the MoE values (``moe_load_balance``, ``moe_router_z``, utilisation) are
+        returned detached for logging."""
+        lm_loss = next_token_loss(self(batch), batch["token_ids"], batch["loss_mask"])
+        auxiliary = self.model.decoder.aux_losses()
+        loss = lm_loss + self.model.decoder.aux_loss() if auxiliary else lm_loss
+        return {
+            "loss": loss,
+            "lm_loss": lm_loss.detach(),
+            **{name: value.detach() for name, value in auxiliary.items()},
+        }
 
     def configure_optimizers(self) -> dict[str, object]:
         config = self.train_config

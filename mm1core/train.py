@@ -26,7 +26,6 @@ from mm1core.data.datamodule import build_data, max_sample_tokens
 from mm1core.data.tokenizer import build_tokenizer
 from mm1core.evaluate.captioning import max_prompt_tokens
 from mm1core.evaluate.harness import evaluate
-from mm1core.lm.presets import DECODERS
 from mm1core.model import build_model
 from mm1core.module import MM1Module
 
@@ -56,12 +55,17 @@ class TrialResult:
 
 
 class SinkCallback(lightning.Callback):
-    """Buffers each step's detached loss and learning rate; delivers them to the sink in bursts."""
+    """Buffers each step's detached losses and learning rate; delivers them to the sink in bursts.
+
+    ``train/loss`` is the next-token loss (comparable between dense and MoE trials); a MoE decoder adds
+    ``train/moe_load_balance``, ``train/moe_router_z``, ``train/moe_dropped_frac`` and the least and most used
+    experts' shares of the routed tokens (``train/moe_expert_share_min``/``_max``; 1/num_experts when even).
+    """
 
     def __init__(self, sink: MetricSink, every_n_steps: int) -> None:
         self.sink, self.every_n_steps = sink, every_n_steps
-        self.pending: list[tuple[int, torch.Tensor, float]] = []  # (step, loss on device, lr)
-        self.losses: list[float] = []  # every delivered loss, in step order
+        self.pending: list[tuple[int, dict[str, torch.Tensor], float]] = []  # (step, values on device, lr)
+        self.losses: list[float] = []  # every delivered next-token loss, in step order
         self.step_lr = 0.0
         self.started = self.ended = 0.0
 
@@ -74,7 +78,8 @@ class SinkCallback(lightning.Callback):
     def on_train_batch_end(
         self, trainer: lightning.Trainer, module: lightning.LightningModule, outputs: Any, *args: Any
     ) -> None:
-        self.pending.append((trainer.global_step, outputs["loss"].detach(), self.step_lr))
+        values = {name: value for name, value in outputs.items() if name != "loss"}
+        self.pending.append((trainer.global_step, values, self.step_lr))
         if len(self.pending) >= self.every_n_steps:
             self.deliver()
 
@@ -85,12 +90,19 @@ class SinkCallback(lightning.Callback):
     def deliver(self) -> None:
         if not self.pending:
             return
-        losses = torch.stack([loss for _, loss, _ in self.pending]).float().cpu().tolist()  # one sync
-        for (step, _, lr), loss in zip(self.pending, losses, strict=True):
-            self.sink.log_metrics({"train/loss": loss, "train/lr": lr}, step=step)
-        self.losses += losses
+        names = list(self.pending[0][1])
+        stacked = torch.stack([torch.stack([values[n] for n in names]) for _, values, _ in self.pending])
+        rows = stacked.float().cpu().tolist()  # (steps, names): one device sync
+        for (step, _, lr), row in zip(self.pending, rows, strict=True):
+            metrics = {_metric_name(name): value for name, value in zip(names, row, strict=True)}
+            self.sink.log_metrics({**metrics, "train/lr": lr}, step=step)
+            self.losses.append(metrics["train/loss"])
         self.pending = []
         self.sink.flush()
+
+
+def _metric_name(output: str) -> str:
+    return "train/loss" if output == "lm_loss" else f"train/{output}"
 
 
 def resolve_precision(precision: str) -> str:
@@ -102,7 +114,7 @@ def resolve_precision(precision: str) -> str:
 
 def sequence_length_problem(cfg: TrialConfig) -> str | None:
     """Why the longest training sample or few-shot prompt may not fit the decoder (``None`` when they fit)."""
-    limit, num_tokens = DECODERS.get(cfg.model.decoder.name).max_seq_len, cfg.model.connector.num_tokens
+    limit, num_tokens = cfg.model.decoder.preset().max_seq_len, cfg.model.tokens_per_image
     training = max_sample_tokens(cfg.data.max_images, num_tokens)
     if training > limit:
         return f"data.max_images x connector.num_tokens: samples of up to {training} tokens exceed max_seq_len {limit}"

@@ -164,17 +164,10 @@ def _load_trial(path: str) -> Any:
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    from mm1core.connectors import CONNECTORS
-    from mm1core.data import DATA_SOURCES
-    from mm1core.lm import DECODERS
-    from mm1core.vision import ENCODERS
+    from mm1core.catalog import catalog, format_catalog
 
-    kinds = {"encoders": ENCODERS, "connectors": CONNECTORS, "decoders": DECODERS, "data_sources": DATA_SOURCES}
-    if args.json:
-        print(json.dumps({kind: registry.names() for kind, registry in kinds.items()}))
-        return EXIT_OK
-    for kind, registry in kinds.items():
-        print(f"{kind}: {', '.join(registry.names())}")
+    entries = catalog()
+    print(json.dumps(entries, indent=1) if args.json else format_catalog(entries))
     return EXIT_OK
 
 

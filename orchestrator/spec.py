@@ -97,6 +97,11 @@ class SweepSpec(_Strict):
 
     @model_validator(mode="after")
     def _axes_disjoint(self) -> SweepSpec:
+        axes = [("grid", path) for path in self.grid] + [("zip", path) for path in self.zip]
+        for section, path in axes:
+            outer = next((f"{s}.{p}" for s, p in axes if path.startswith(p + ".")), None)
+            if outer:
+                raise ValueError(f"{section}.{path}: inside {outer} (vary a section or its fields, not both)")
         both = sorted(set(self.grid) & set(self.zip))
         if both:
             raise ValueError(f"zip.{both[0]}: is also a grid axis (vary a path in grid or zip, not both)")

@@ -119,12 +119,11 @@ class Tracker:
 
 
 def trial_params(config: Any) -> dict[str, Any]:
-    """Every leaf of the resolved TrialConfig under its dotted path, plus the decoder's N (MM1 Sec. 3.4)."""
-    from mm1core.lm import DECODERS
+    """Every leaf of the resolved TrialConfig under its dotted path, plus the parameter counts: per component,
+    the total, and the decoder's non-embedding N of MM1's LR law (Sec. 3.4), all of it and active per token."""
+    from mm1core.data.tokenizer import build_tokenizer
 
-    params = config.flat_params()
-    params["model.decoder.non_embedding_params"] = DECODERS.get(config.model.decoder.name).non_embedding_params()
-    return params
+    return {**config.flat_params(), **config.model.parameter_counts(build_tokenizer().vocab_size)}
 
 
 def _quote(value: str) -> str:

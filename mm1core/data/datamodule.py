@@ -35,8 +35,8 @@ def synthetic_dataset(cfg: TrialConfig, tokenizer: Tokenizer) -> PretrainingData
         seed=cfg.data.seed,
         mixture=cfg.data.mixture.model_dump(),
         max_images=cfg.data.max_images,
-        num_image_tokens=cfg.model.connector.num_tokens,
-        resolution=cfg.model.encoder.resolution,
+        num_image_tokens=cfg.model.tokens_per_image,
+        resolution=cfg.model.image_resolution,
         length=cfg.train.max_steps * cfg.train.batch_size,
     )
 

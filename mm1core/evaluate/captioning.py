@@ -59,7 +59,7 @@ def cider_d(references: list[list[str]], hypotheses: list[str]) -> float:
 
 def caption_answers(model: MM1Model, cfg: TrialConfig, tokenizer: Tokenizer, prompts: list[Document]) -> list[str]:
     """The model's greedy continuation of each prompt, decoded (the text before the first newline / ``<eos>``)."""
-    num_tokens, resolution = cfg.model.connector.num_tokens, cfg.model.encoder.resolution
+    num_tokens, resolution = cfg.model.tokens_per_image, cfg.model.image_resolution
     samples = [encode_document(prompt, tokenizer, num_tokens, resolution, end=False) for prompt in prompts]
     answers = greedy_generate(
         model,

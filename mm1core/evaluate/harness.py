@@ -26,7 +26,7 @@ TASKS: dict[str, Callable[[MM1Model, TrialConfig, Tokenizer, int], float]] = {"c
 def heldout_samples(cfg: TrialConfig, tokenizer: Tokenizer) -> list[Sample]:
     """Caption pairs (``<image> <web caption>``) of the eval split's items."""
     documents = [caption_document(item_rng(cfg.data.seed, Split.EVAL, i), 1) for i in range(cfg.eval.num_examples)]
-    num_tokens, resolution = cfg.model.connector.num_tokens, cfg.model.encoder.resolution
+    num_tokens, resolution = cfg.model.tokens_per_image, cfg.model.image_resolution
     return [encode_document(document, tokenizer, num_tokens, resolution) for document in documents]
 
 

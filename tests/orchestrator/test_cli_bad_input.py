@@ -81,5 +81,12 @@ def test_bad_input_never_imports_ray_torch_or_mlflow(write_yaml, tmp_path: Path)
 
 def test_registry_lists_every_kind(tmp_path: Path):
     names = json.loads(run_mm1("registry", "--json", cwd=tmp_path).stdout)
-    assert set(names) == {"encoders", "connectors", "decoders", "data_sources"}
-    assert "avg-pool" in names["connectors"] and "synthetic" in names["data_sources"]
+    assert {"encoders", "connectors", "decoders", "data_sources", "highres_modes"} <= set(names)
+    assert {"avg-pool", "attn-pool", "c-abstractor"} <= set(names["connectors"])
+    assert {"vit-tiny", "vit-l-14", "vit-h-14"} <= set(names["encoders"])
+    assert names["encoders"]["vit-h-14"]["width"] == 1280 and names["encoders"]["vit-h-14"]["patch"] == 14
+    assert {"lm-tiny", "lm-9m", "lm-85m", "lm-302m", "lm-1.2b"} <= set(names["decoders"])
+    assert names["highres_modes"] == ["none", "interpolate", "subimage"]
+    assert "synthetic" in names["data_sources"]
+    text = run_mm1("registry", cwd=tmp_path).stdout
+    assert "c-abstractor" in text and "vit-h-14" in text

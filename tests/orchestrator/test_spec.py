@@ -44,7 +44,7 @@ def problems(data: dict) -> str:
         ),
         (
             {"name": "x", "base": {"model": {"encoder": {"resolution": 33}}}},
-            "base.model.encoder: resolution 33 is not divisible",
+            "base.model.encoder.resolution: 33 is not divisible",
         ),
         (
             {"name": "x", "base": {"model": {"decoder": {"name": "gpt-9"}}}},
@@ -54,7 +54,11 @@ def problems(data: dict) -> str:
         ({"name": "x", "resources": {"gpus_per_trial": 1.5}}, "gpus_per_trial above 1 must be a whole number"),
         ({"name": "x", "seeds": []}, "seeds: at least one seed"),
         ({"name": "x", "exclude": [{"train.nope": 1}]}, "exclude[0].train.nope: train has no field 'nope'"),
-        ({"name": "x", "grid": {"train": [1]}}, "grid.train: train is a section, not a value"),
+        ({"name": "x", "grid": {"train": [1]}}, "grid.train[0]: Input should be a valid dictionary"),
+        (
+            {"name": "x", "grid": {"model.highres": [{}]}, "zip": {"model.highres.mode": ["none"]}},
+            "zip.model.highres.mode: inside grid.model.highres (vary a section or its fields, not both)",
+        ),
         ({"name": "x", "max_concurrent": 0}, "max_concurrent: Input should be greater than 0"),
         ({"name": "bad name!"}, "name: String should match pattern"),
     ],
