@@ -48,10 +48,13 @@ class MM1Model(nn.Module):
         decoder: Decoder,
         image_token_id: int,
         subimage_grid: int = 0,
+        vocab_size: int | None = None,
     ) -> None:
         super().__init__()
         self.encoder, self.connector, self.decoder = encoder, connector, decoder
         self.image_token_id, self.subimage_grid = image_token_id, subimage_grid
+        # The ids the tokenizer can decode; a pretrained LM's larger vocabulary is never generated from.
+        self.vocab_size = vocab_size or decoder.token_embedding.num_embeddings
 
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, 3, R, R)`` -> ``(N * views * num_tokens, D)``: encode -> connect, views of one image adjacent."""
@@ -93,4 +96,4 @@ def build_model(cfg: ModelConfig, vocab_size: int, *, image_token_id: int = IMAG
     if cfg.encoder.freeze:
         encoder.requires_grad_(False)
     subimage_grid = cfg.highres.grid if cfg.highres.mode == "subimage" else 0
-    return MM1Model(encoder, connector, decoder, image_token_id, subimage_grid)
+    return MM1Model(encoder, connector, decoder, image_token_id, subimage_grid, vocab_size)

@@ -35,6 +35,11 @@ def cut_at_stop(ids: list[int], stop_ids: Collection[int]) -> list[int]:
     return ids
 
 
+def pick(model: MM1Model, logits: torch.Tensor) -> torch.Tensor:
+    """``(B, T, V)`` -> ``(B,)`` greedy next ids, among the ids the tokenizer knows (``model.vocab_size``)."""
+    return logits[:, -1, : model.vocab_size].argmax(-1)
+
+
 @torch.inference_mode()
 def generate_batch(
     model: MM1Model, samples: Sequence[Sample], *, pad_id: int, stop_ids: Collection[int], max_new_tokens: int
@@ -50,14 +55,14 @@ def generate_batch(
         )
     cache = model.decoder.new_cache()
     logits = model(token_ids, images, position_ids, padding_mask, cache)  # (B, T, V)
-    next_ids, next_positions = logits[:, -1].argmax(-1), position_ids[:, -1] + 1  # (B,), (B,)
+    next_ids, next_positions = pick(model, logits), position_ids[:, -1] + 1  # (B,), (B,)
     stops = torch.tensor(sorted(stop_ids), device=device)
     generated, finished = [next_ids], torch.isin(next_ids, stops)
     while len(generated) < max_new_tokens and not bool(finished.all()):
         embeddings = model.decoder.embed(next_ids[:, None])  # (B, 1, D)
         step_mask = torch.ones_like(next_ids, dtype=torch.bool)[:, None]  # (B, 1)
         logits = model.decoder(embeddings, next_positions[:, None], step_mask, cache)  # (B, 1, V)
-        next_ids, next_positions = logits[:, -1].argmax(-1), next_positions + 1
+        next_ids, next_positions = pick(model, logits), next_positions + 1
         generated.append(next_ids)
         finished |= torch.isin(next_ids, stops)
     rows = torch.stack(generated, dim=1).tolist()  # (B, new)
