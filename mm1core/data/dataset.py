@@ -39,9 +39,9 @@ class Batch(TypedDict):
 
 def render_images(document: Document, resolution: int) -> torch.Tensor:
     """The document's scenes as ``(n, 3, R, R)`` float32, scaled from [0, 255] to [-1, 1]."""
-    if not document.scenes:
+    if not document.images:
         return torch.zeros(0, 3, resolution, resolution)
-    pixels = np.stack([render(scene, resolution) for scene in document.scenes])  # (n, R, R, 3) uint8
+    pixels = np.stack([render(scene, resolution) for scene in document.images])  # (n, R, R, 3) uint8
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # (n, 3, R, R)
     return images.float().div_(127.5).sub_(1.0)
 
@@ -55,8 +55,8 @@ def encode_document(
     """
     ids = np.array([tokenizer.bos_id, *tokenizer.encode(document.text)] + ([tokenizer.eos_id] if end else []))
     is_image = ids == tokenizer.image_id
-    if int(is_image.sum()) != len(document.scenes):
-        raise ValueError(f"{int(is_image.sum())} <image> placeholders but {len(document.scenes)} images")
+    if int(is_image.sum()) != len(document.images):
+        raise ValueError(f"{int(is_image.sum())} <image> placeholders but {len(document.images)} images")
     repeats = np.where(is_image, num_image_tokens, 1)
     token_ids = torch.from_numpy(np.repeat(ids, repeats))  # (T,)
     loss_mask = torch.from_numpy(np.repeat(~is_image, repeats))

@@ -20,7 +20,7 @@ from enum import IntEnum
 
 import numpy as np
 
-IMAGE = "<image>"
+from mm1core.data.records import IMAGE, Document
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 40, 40),
@@ -97,15 +97,6 @@ class Scene:
 
     objects: tuple[WorldObject, ...]
     background: int
-
-
-@dataclass(frozen=True)
-class Document:
-    """A text with one ``<image>`` per scene, in order. ``kind`` is one of ``SAMPLE_KINDS`` or ``"prompt"``."""
-
-    text: str
-    scenes: tuple[Scene, ...]
-    kind: str
 
 
 def item_rng(seed: int, split: Split, index: int) -> np.random.Generator:

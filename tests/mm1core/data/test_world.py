@@ -18,7 +18,7 @@ def test_same_seed_gives_the_same_bytes() -> None:
         first = world.pretraining_document(7, index, MIXTURE, 3)
         second = world.pretraining_document(7, index, MIXTURE, 3)
         assert first == second
-        for scene_a, scene_b in zip(first.scenes, second.scenes, strict=True):
+        for scene_a, scene_b in zip(first.images, second.images, strict=True):
             assert world.render(scene_a, 32).tobytes() == world.render(scene_b, 32).tobytes()
 
 
@@ -55,14 +55,14 @@ def test_documents_of_each_kind(kind: str) -> None:
     documents = [world.pretraining_document(0, i, mixture, 4) for i in range(50)]
     assert {document.kind for document in documents} == {kind}
     for document in documents:
-        assert document.text.count(world.IMAGE) == len(document.scenes) <= 4
+        assert document.text.count(world.IMAGE) == len(document.images) <= 4
 
 
 def test_interleaved_documents_include_the_few_shot_pattern() -> None:
     mixture = {"caption": 0.0, "interleaved": 1.0, "text": 0.0}
     documents = [world.pretraining_document(0, i, mixture, 3) for i in range(50)]
     photo_lines = [d for d in documents if d.text.startswith(f"{world.IMAGE} a photo of")]
-    assert photo_lines and all(d.text.count(f"{world.IMAGE} a photo of") == len(d.scenes) >= 2 for d in photo_lines)
+    assert photo_lines and all(d.text.count(f"{world.IMAGE} a photo of") == len(d.images) >= 2 for d in photo_lines)
 
 
 def test_mixture_weights_set_the_shares() -> None:
@@ -77,7 +77,7 @@ def test_vocabulary_is_closed_and_lengths_are_bounded(max_images: int) -> None:
         document = world.pretraining_document(0, index, MIXTURE, max_images)
         ids = tokenizer.encode(document.text)
         assert tokenizer.unk_id not in ids, document.text
-        assert len(ids) + 2 + len(document.scenes) * 7 <= max_sample_tokens(max_images, 8)  # 8 tokens an image
+        assert len(ids) + 2 + len(document.images) * 7 <= max_sample_tokens(max_images, 8)  # 8 tokens an image
 
 
 def test_reference_captions_fit_the_caption_bound() -> None:

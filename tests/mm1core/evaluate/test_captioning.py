@@ -16,7 +16,7 @@ def test_prompt_has_k_demonstrations_then_the_query() -> None:
     prompt, references = caption_prompt(0, 3, shots=4)
     lines = prompt.text.split("\n")
     assert len(lines) == 5 and all(line.startswith("<image> a photo of ") for line in lines[:4])
-    assert lines[-1] == "<image> a photo of" and len(prompt.scenes) == 5 and len(references) == 5
+    assert lines[-1] == "<image> a photo of" and len(prompt.images) == 5 and len(references) == 5
 
 
 def test_demonstrations_are_fixed_and_nested() -> None:
