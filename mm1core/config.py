@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mm1core.connectors import CONNECTORS
 from mm1core.data import DATA_SOURCES
+from mm1core.data.records import STREAMS
 from mm1core.lm import DECODERS, LMPreset
 from mm1core.lm.config import MoEConfig
 from mm1core.lm.presets import FROM_CHECKPOINT  # the same name for encoders: shape and style from the checkpoint
@@ -249,12 +250,71 @@ class MixtureConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    source: str = "synthetic"
-    mixture: MixtureConfig = MixtureConfig()
-    seed: int = Field(0, ge=0, description="seed of the embedded world (train and eval splits derive from it)")
-    max_images: int = Field(3, ge=1, le=16, description="images per interleaved document, at most")
+    """Where each pre-training stream comes from and how they are mixed, tokenised and packed (MM1 Sec. 3.3).
 
-    _check_source = field_validator("source")(lambda v: _registered(DATA_SOURCES, v))
+    ``source`` is ``synthetic`` (the embedded world for every stream) or a mapping from stream (``caption``,
+    ``interleaved``, ``text``) to ``synthetic`` or a local path: caption pairs as WebDataset tar shards
+    (a directory, glob or ``{00000..00009}`` pattern) or a COCO-captions JSON; interleaved documents as
+    OBELICS-style parquet/jsonl; text as jsonl. Every stream with a non-zero mixture weight needs one.
+    """
+
+    source: str | dict[str, str] = "synthetic"
+    mixture: MixtureConfig = MixtureConfig()
+    seed: int = Field(0, ge=0, description="seed of the embedded world and of the mixture order")
+    max_images: int = Field(3, ge=1, le=16, description="images per sequence, at most (MM1: 16)")
+    synthetic_captions: bool = Field(False, description="mix VeCap-style rich captions into the caption stream")
+    synthetic_share: float = Field(0.5, ge=0, le=1, description="share of caption samples that are synthetic")
+    tokenizer: str = Field("world", description="world | bytes | a local Hugging Face tokenizer directory")
+    seq_len: int | None = Field(None, gt=0, description="pack documents of a stream into sequences of this length")
+    workers: int = Field(0, ge=0, le=32, description="DataLoader worker processes (0: load in the trial)")
+
+    @field_validator("source")
+    @classmethod
+    def _sources(cls, source: str | dict[str, str]) -> str | dict[str, str]:
+        if isinstance(source, str):
+            return _registered(DATA_SOURCES, source)
+        from mm1core.data.formats import source_problem
+
+        resolved = {}
+        for stream, where in source.items():
+            if stream not in STREAMS:
+                raise ValueError(f"source.{stream}: not a stream (streams: {', '.join(STREAMS)})")
+            if where == "synthetic":
+                resolved[stream] = where
+                continue
+            path = str(Path(where).expanduser().resolve())
+            problem = source_problem(stream, path)
+            if problem:
+                raise ValueError(f"source.{stream}: {problem}")
+            resolved[stream] = path
+        return resolved
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _tokenizer(cls, name: str) -> str:
+        from mm1core.data.tokenizer import tokenizer_problem
+
+        if name not in ("world", "bytes"):
+            name = str(Path(name).expanduser().resolve())
+        problem = tokenizer_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
+    @model_validator(mode="after")
+    def _every_stream_has_a_source(self) -> DataConfig:
+        if isinstance(self.source, dict):
+            for stream in STREAMS:
+                if getattr(self.mixture, stream) > 0 and stream not in self.source:
+                    raise ValueError(
+                        f"source.{stream}: missing, but mixture.{stream} is {getattr(self.mixture, stream):g} "
+                        "(give a path or synthetic)"
+                    )
+        return self
+
+    def stream_source(self, stream: str) -> str:
+        """``synthetic`` or the resolved path the stream is read from."""
+        return self.source if isinstance(self.source, str) else self.source.get(stream, "synthetic")
 
 
 # ---------------------------------------------------------------------------------------------- train

@@ -22,7 +22,8 @@ import lightning
 import torch
 
 from mm1core.config import TrainConfig, TrialConfig
-from mm1core.data.datamodule import build_data, max_sample_tokens
+from mm1core.data.datamodule import PretrainingData, max_sample_tokens
+from mm1core.data.records import STREAMS
 from mm1core.data.tokenizer import build_tokenizer
 from mm1core.evaluate.captioning import max_prompt_tokens
 from mm1core.evaluate.harness import evaluate
@@ -57,6 +58,7 @@ class TrialResult:
 class SinkCallback(lightning.Callback):
     """Buffers each step's detached losses and learning rate; delivers them to the sink in bursts.
 
+    With each burst go the realised data mixture so far (``data/share/<stream>``) and ``data/skipped``.
     ``train/loss`` is the next-token loss (comparable between dense and MoE trials); a MoE decoder adds
     ``train/moe_load_balance``, ``train/moe_router_z``, ``train/moe_dropped_frac`` and the least and most used
     experts' shares of the routed tokens (``train/moe_expert_share_min``/``_max``; 1/num_experts when even).
@@ -66,6 +68,8 @@ class SinkCallback(lightning.Callback):
         self.sink, self.every_n_steps = sink, every_n_steps
         self.pending: list[tuple[int, dict[str, torch.Tensor], float]] = []  # (step, values on device, lr)
         self.losses: list[float] = []  # every delivered next-token loss, in step order
+        self.rows = torch.zeros(len(STREAMS), dtype=torch.long)  # training rows seen, per stream
+        self.skipped = 0  # unreadable records skipped so far
         self.step_lr = 0.0
         self.started = self.ended = 0.0
 
@@ -80,6 +84,9 @@ class SinkCallback(lightning.Callback):
     ) -> None:
         values = {name: value for name, value in outputs.items() if name != "loss"}
         self.pending.append((trainer.global_step, values, self.step_lr))
+        batch = args[0]
+        self.rows += torch.bincount(batch["streams"].clamp(min=0), minlength=len(STREAMS)).cpu()
+        self.skipped += int(batch["skipped"].sum())
         if len(self.pending) >= self.every_n_steps:
             self.deliver()
 
@@ -97,8 +104,15 @@ class SinkCallback(lightning.Callback):
             metrics = {_metric_name(name): value for name, value in zip(names, row, strict=True)}
             self.sink.log_metrics({**metrics, "train/lr": lr}, step=step)
             self.losses.append(metrics["train/loss"])
+        self.sink.log_metrics(self.data_metrics(), step=self.pending[-1][0])
         self.pending = []
         self.sink.flush()
+
+    def data_metrics(self) -> dict[str, float]:
+        """The realised mixture so far (``data/share/<stream>``, rows of each stream / rows) and ``data/skipped``."""
+        total = max(1, int(self.rows.sum()))
+        shares = {f"data/share/{stream}": int(count) / total for stream, count in zip(STREAMS, self.rows, strict=True)}
+        return {**shares, "data/skipped": float(self.skipped)}
 
 
 def _metric_name(output: str) -> str:
@@ -115,8 +129,11 @@ def resolve_precision(precision: str) -> str:
 def sequence_length_problem(cfg: TrialConfig) -> str | None:
     """Why the longest training sample or few-shot prompt may not fit the decoder (``None`` when they fit)."""
     limit, num_tokens = cfg.model.decoder.preset().max_seq_len, cfg.model.tokens_per_image
+    if cfg.data.seq_len is not None and cfg.data.seq_len > limit:
+        return f"data.seq_len: {cfg.data.seq_len} exceeds the decoder's max_seq_len {limit}"
     training = max_sample_tokens(cfg.data.max_images, num_tokens)
-    if training > limit:
+    if cfg.data.seq_len is None and cfg.data.source == "synthetic" and training > limit:
+        # Rows longer than the decoder are truncated (real data); the embedded world's should all fit.
         return f"data.max_images x connector.num_tokens: samples of up to {training} tokens exceed max_seq_len {limit}"
     prompt = max_prompt_tokens(max(cfg.eval.shots), num_tokens) + cfg.eval.max_new_tokens
     if prompt > limit:
@@ -176,11 +193,11 @@ def train_trial(
     sink = sink or NullSink()
     with torch_threads(threads), quiet_lightning():
         lightning.seed_everything(cfg.train.seed, workers=True, verbose=False)
-        tokenizer = build_tokenizer()
-        module = MM1Module(build_model(cfg.model, tokenizer.vocab_size), cfg.train)
+        tokenizer = build_tokenizer(cfg.data.tokenizer)
+        module = MM1Module(build_model(cfg.model, tokenizer.vocab_size, image_token_id=tokenizer.image_id), cfg.train)
         recorder = SinkCallback(sink, cfg.train.log_every_n_steps)
         trainer = build_trainer(cfg.train, recorder, progress_bar)
-        trainer.fit(module, train_dataloaders=build_data(cfg, tokenizer))
+        trainer.fit(module, datamodule=PretrainingData(cfg, tokenizer))
         eval_started = time.perf_counter()
         model = module.model.to(trainer.strategy.root_device)  # fit's teardown moved it to the CPU
         eval_metrics = evaluate(model, cfg, tokenizer, autocast=trainer.precision_plugin.forward_context)

@@ -123,7 +123,8 @@ def trial_params(config: Any) -> dict[str, Any]:
     the total, and the decoder's non-embedding N of MM1's LR law (Sec. 3.4), all of it and active per token."""
     from mm1core.data.tokenizer import build_tokenizer
 
-    return {**config.flat_params(), **config.model.parameter_counts(build_tokenizer().vocab_size)}
+    vocab_size = build_tokenizer(config.data.tokenizer).vocab_size
+    return {**config.flat_params(), **config.model.parameter_counts(vocab_size)}
 
 
 def _quote(value: str) -> str:

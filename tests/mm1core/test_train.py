@@ -34,8 +34,22 @@ def test_sink_gets_every_step_in_bursts(trial: tuple[TrialResult, RecordingSink]
     result, sink = trial
     steps = [step for step, metrics in sink.rows if "train/loss" in metrics]
     assert steps == list(range(1, TINY["train"]["max_steps"] + 1))
-    assert all(set(metrics) == {"train/loss", "train/lr"} for _, metrics in sink.rows[: len(steps)])
-    assert sink.flushes == [2, 4, 5, 6]  # every 2 steps, the rest at the end, then the final metrics
+    assert all(set(metrics) == {"train/loss", "train/lr"} for _, metrics in step_rows(sink))
+    assert sink.flushes == [3, 6, 8, 9]  # every 2 steps (+ the data mixture so far), the rest at the end, the final
+
+
+def step_rows(sink: RecordingSink) -> list[tuple[int, dict[str, float]]]:
+    return [(step, metrics) for step, metrics in sink.rows if "train/loss" in metrics]
+
+
+def test_realised_data_shares_and_skips_are_logged(trial: tuple[TrialResult, RecordingSink]) -> None:
+    _, sink = trial
+    data = [metrics for _, metrics in sink.rows if "data/skipped" in metrics]
+    assert len(data) == 3 and data[-1]["data/skipped"] == 0.0
+    shares = [data[-1][f"data/share/{stream}"] for stream in ("caption", "interleaved", "text")]
+    assert sum(shares) == pytest.approx(1.0)
+    rows = TINY["train"]["max_steps"] * TINY["train"]["batch_size"]  # 20 rows of the 45/45/10 default mixture
+    assert all(share * rows == pytest.approx(round(share * rows)) for share in shares)
 
 
 def test_final_metrics(trial: tuple[TrialResult, RecordingSink]) -> None:
@@ -46,13 +60,13 @@ def test_final_metrics(trial: tuple[TrialResult, RecordingSink]) -> None:
     assert set(final) == expected | {"perf/samples_per_s"}
     assert set(result.metrics) == set(final) | {"train/loss"}
     assert result.steps == 5 and result.train_seconds > 0 and result.eval_seconds > 0
-    losses = [metrics["train/loss"] for _, metrics in sink.rows[:5]]
+    losses = [metrics["train/loss"] for _, metrics in step_rows(sink)]
     assert result.metrics["train/loss"] == pytest.approx(sum(losses[-2:]) / 2)
 
 
 def test_learning_rate_warms_up(trial: tuple[TrialResult, RecordingSink]) -> None:
     _, sink = trial
-    rates = [metrics["train/lr"] for _, metrics in sink.rows[:5]]
+    rates = [metrics["train/lr"] for _, metrics in step_rows(sink)]
     assert rates[0] == pytest.approx(TINY["train"]["lr"])  # 5% of 5 steps: no warmup step
     assert rates[-1] < rates[0]
 

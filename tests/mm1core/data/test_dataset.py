@@ -6,18 +6,29 @@ import numpy as np
 import torch
 
 from mm1core.config import TrialConfig
-from mm1core.data.datamodule import build_data
-from mm1core.data.dataset import PretrainingDataset, collate, encode_document
+from mm1core.data.datamodule import PretrainingData, build_data
+from mm1core.data.dataset import collate, encode_document, truncate
+from mm1core.data.records import STREAMS, Document
 from mm1core.data.tokenizer import Tokenizer
-from mm1core.data.world import Document, sample_scene
-
-MIXTURE = {"caption": 0.45, "interleaved": 0.45, "text": 0.10}
+from mm1core.data.world import sample_scene
 
 
-def dataset(tokenizer: Tokenizer, num_image_tokens: int = 4) -> PretrainingDataset:
-    return PretrainingDataset(
-        tokenizer, seed=0, mixture=MIXTURE, max_images=3, num_image_tokens=num_image_tokens, resolution=32, length=64
-    )
+class Rows:
+    """The first training rows of a tiny trial with ``num_image_tokens`` tokens an image."""
+
+    def __init__(self, tokenizer: Tokenizer, num_image_tokens: int = 4) -> None:
+        config = TrialConfig.model_validate(
+            {"model": {"connector": {"num_tokens": num_image_tokens}}, "train": {"max_steps": 4, "batch_size": 16}}
+        )
+        data = PretrainingData(config, tokenizer)
+        self.plans, self.dataset = list(data.planner), data.dataset
+
+    def __getitem__(self, index: int):
+        return self.dataset[self.plans[index]]
+
+
+def dataset(tokenizer: Tokenizer, num_image_tokens: int = 4) -> Rows:
+    return Rows(tokenizer, num_image_tokens)
 
 
 def test_image_placeholders_expand_to_token_runs(tokenizer: Tokenizer) -> None:
@@ -56,3 +67,22 @@ def test_loader_yields_max_steps_batches(tiny_config: TrialConfig, tokenizer: To
     batches = list(build_data(tiny_config, tokenizer))
     assert len(batches) == tiny_config.train.max_steps
     assert all(batch["token_ids"].shape[0] == tiny_config.train.batch_size for batch in batches)
+
+
+def test_rows_carry_their_stream_and_batches_the_realised_mixture(
+    tiny_config: TrialConfig, tokenizer: Tokenizer
+) -> None:
+    batches = list(build_data(tiny_config, tokenizer))
+    streams = torch.cat([batch["streams"] for batch in batches])
+    assert streams.min() >= 0 and streams.max() < len(STREAMS)
+    assert int(sum(batch["skipped"].sum() for batch in batches)) == 0
+
+
+def test_truncation_never_cuts_an_image_run(tokenizer: Tokenizer) -> None:
+    scenes = (sample_scene(np.random.default_rng(0)), sample_scene(np.random.default_rng(1)))
+    row = dict(encode_document(Document("<image> a red circle. <image> two", scenes, "interleaved"), tokenizer, 4, 32))
+    # <bos>, 4 image tokens, "a red circle ." (4), then the second run starts at position 9
+    cut = truncate(row, 11, tokenizer.image_id, 4)
+    assert len(cut["token_ids"]) == 9 and len(cut["images"]) == 1
+    assert int((cut["token_ids"] == tokenizer.image_id).sum()) == 4
+    assert truncate(row, 100, tokenizer.image_id, 4) is row

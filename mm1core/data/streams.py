@@ -1,0 +1,73 @@
+"""One pre-training stream (caption, interleaved or text) as an endless, random-access sequence of documents.
+
+A synthetic stream generates document ``k`` of the embedded world from its own random stream (seed, stream,
+``k``): train items never share a random stream with evaluation items. A stream read from disk visits the
+records of its ``Source`` epoch by epoch, each epoch in a fresh seeded order; document ``k`` is the
+``k % len``-th record of epoch ``k // len``. Torch-free.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Protocol
+
+import numpy as np
+
+from mm1core.data.records import STREAMS, Document
+from mm1core.data.world import DOCUMENT_SAMPLERS, Split
+
+
+class Stream(Protocol):
+    name: str
+
+    def document(self, index: int) -> Document:
+        """Document ``index`` (any ``index >= 0``); may raise ``BadRecord``."""
+        ...
+
+
+class SyntheticStream:
+    """The embedded world's documents of one stream (``caption`` documents optionally VeCap-style)."""
+
+    def __init__(
+        self, name: str, seed: int, max_images: int, synthetic_captions: bool = False, synthetic_share: float = 0.5
+    ) -> None:
+        self.name, self.seed, self.max_images = name, seed, max_images
+        self.synthetic_share = synthetic_share if synthetic_captions else 0.0
+        self.sampler = DOCUMENT_SAMPLERS[name]
+
+    def document(self, index: int) -> Document:
+        key = [self.seed, int(Split.TRAIN), 100 + STREAMS.index(self.name), index]
+        if self.name != "caption":
+            return self.sampler(np.random.default_rng(key), self.max_images)
+        # Whether the caption is synthetic comes from a random stream of its own, so the image (and the web
+        # caption it would otherwise get) does not depend on the share: matched comparisons of Fig. 5d.
+        if np.random.default_rng([*key, 1]).random() < self.synthetic_share:
+            return self.sampler(np.random.default_rng(key), self.max_images, synthetic=True)
+        return self.sampler(np.random.default_rng(key), self.max_images)
+
+
+class FileStream:
+    """A ``Source`` on disk, epoch after epoch, each epoch in its own seeded permutation."""
+
+    def __init__(self, name: str, source, seed: int) -> None:  # noqa: ANN001 - a mm1core.data.formats.Source
+        self.name, self.source, self.seed = name, source, seed
+        self.length = len(source)
+        if self.length == 0:
+            raise ValueError(f"data source for {name} has no records: {source.describe()}")
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019 - the current and the next epoch
+    def _order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, STREAMS.index(self.name), epoch]).permutation(self.length)
+
+    def document(self, index: int) -> Document:
+        epoch, position = divmod(index, self.length)
+        return self.source.document(int(self._order(epoch)[position]))
+
+
+def open_stream(name: str, where: str, *, seed: int, max_images: int, synthetic_captions: bool, share: float) -> Stream:
+    """The stream ``name`` read from ``where`` (``synthetic`` or a path, see ``mm1core.data.formats``)."""
+    if where == "synthetic":
+        return SyntheticStream(name, seed, max_images, synthetic_captions, share)
+    from mm1core.data.formats import open_source
+
+    return FileStream(name, open_source(name, where), seed)
