@@ -36,12 +36,14 @@ class SyntheticStream:
         self.sampler = DOCUMENT_SAMPLERS[name]
 
     def document(self, index: int) -> Document:
-        key = [self.seed, int(Split.TRAIN), 100 + STREAMS.index(self.name), index]
+        # A trailing non-zero entry: numpy seeds [a, b, 0] and [a, b] alike, which would make document 0 of a
+        # stream another generator's item.
+        key = [self.seed, int(Split.TRAIN), 100 + STREAMS.index(self.name), index, 1]
         if self.name != "caption":
             return self.sampler(np.random.default_rng(key), self.max_images)
         # Whether the caption is synthetic comes from a random stream of its own, so the image (and the web
         # caption it would otherwise get) does not depend on the share: matched comparisons of Fig. 5d.
-        if np.random.default_rng([*key, 1]).random() < self.synthetic_share:
+        if np.random.default_rng([*key[:-1], 2]).random() < self.synthetic_share:
             return self.sampler(np.random.default_rng(key), self.max_images, synthetic=True)
         return self.sampler(np.random.default_rng(key), self.max_images)
 
