@@ -12,6 +12,7 @@ from typing import Any
 from mm1core.config import FROM_CHECKPOINT, HighresConfig
 from mm1core.connectors import CONNECTORS
 from mm1core.data import DATA_SOURCES
+from mm1core.data.formats import FORMATS
 from mm1core.lm import DECODERS
 from mm1core.vision import ENCODERS
 
@@ -47,6 +48,10 @@ def catalog() -> dict[str, Any]:
         "connectors": connectors,
         "decoders": decoders,
         "data_sources": {name: {"description": text} for name, text in DATA_SOURCES.items()},
+        "data_formats": {
+            stream: {suffix: fmt.name for suffix, fmt in formats.items()} for stream, formats in FORMATS.items()
+        },
+        "tokenizers": ["world", "bytes", "a local Hugging Face tokenizer directory"],
         "highres_modes": list(HighresConfig.model_fields["mode"].annotation.__args__),  # type: ignore[union-attr]
         "checkpoint_formats": CHECKPOINT_FORMATS,
         "from_checkpoint": FROM_CHECKPOINT,
@@ -72,8 +77,11 @@ def format_catalog(entries: dict[str, Any]) -> str:
     for name, e in entries["decoders"].items():
         shape = f"{e['width']} wide x {e['depth']} deep, {e['heads']} heads"
         lines.append(f"  {name:<18} {shape:<40} N = {human_count(e['non_embedding_params']):>7}")
-    lines.append("data sources:")
+    lines.append("data sources (data.source: synthetic, or per stream a path in one of these formats):")
     lines += [f"  {name:<18} {e['description']}" for name, e in entries["data_sources"].items()]
+    for stream, formats in entries["data_formats"].items():
+        lines.append(f"  {stream:<18} " + ", ".join(f"{suffix} ({name})" for suffix, name in formats.items()))
+    lines.append(f"data.tokenizer: {', '.join(entries['tokenizers'])}")
     lines.append(f"model.highres.mode: {', '.join(entries['highres_modes'])}")
     lines.append(f"checkpoints (name {entries['from_checkpoint']} takes the shape from the checkpoint):")
     for field, formats in entries["checkpoint_formats"].items():

@@ -278,14 +278,14 @@ class DataConfig(StrictModel):
         resolved = {}
         for stream, where in source.items():
             if stream not in STREAMS:
-                raise ValueError(f"source.{stream}: not a stream (streams: {', '.join(STREAMS)})")
+                raise ValueError(f"{stream}: not a stream (streams: {', '.join(STREAMS)})")
             if where == "synthetic":
                 resolved[stream] = where
                 continue
             path = str(Path(where).expanduser().resolve())
             problem = source_problem(stream, path)
             if problem:
-                raise ValueError(f"source.{stream}: {problem}")
+                raise ValueError(f"{stream}: {problem}")
             resolved[stream] = path
         return resolved
 

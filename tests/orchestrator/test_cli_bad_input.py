@@ -88,5 +88,6 @@ def test_registry_lists_every_kind(tmp_path: Path):
     assert {"lm-tiny", "lm-9m", "lm-85m", "lm-302m", "lm-1.2b"} <= set(names["decoders"])
     assert names["highres_modes"] == ["none", "interpolate", "subimage"]
     assert "synthetic" in names["data_sources"]
+    assert names["data_formats"]["caption"] == {".tar": "webdataset", ".json": "coco"}
     text = run_mm1("registry", cwd=tmp_path).stdout
     assert "c-abstractor" in text and "vit-h-14" in text

@@ -73,3 +73,44 @@ def test_mixture_sweep_on_real_formats_on_disk(tmp_path: Path) -> None:
         "text": str(tmp_path / "data" / "text.jsonl"),
     }
     assert_realised_shares(sweep(tmp_path, "on-disk", {"source": source}))
+
+
+def test_bad_records_are_skipped_and_counted_not_fatal(tmp_path: Path) -> None:
+    made = subprocess.run(
+        [sys.executable, "-m", "mm1core.data.sample_data", str(tmp_path / "data"), "--bad"],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    data = tmp_path / "data"
+    trial = {
+        **TINY_TRIAL,
+        "data": {
+            "source": {
+                "caption": str(data / "captions"),
+                "interleaved": str(data / "interleaved.jsonl"),
+                "text": str(data / "text.jsonl"),
+            }
+        },
+    }
+    (tmp_path / "trial.yaml").write_text(yaml.safe_dump(trial))
+    db = f"sqlite:///{tmp_path / 'bad.db'}"
+    result = run_mm1("train", "trial.yaml", "--tracking-uri", db, "--experiment", "bad", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipped a bad record" in result.stderr
+    client = MlflowClient(tracking_uri=db)
+    (run,) = client.search_runs([client.get_experiment_by_name("bad").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.metrics["data/skipped"] > 0
+
+
+def test_a_data_path_that_does_not_exist_is_bad_input(tmp_path: Path) -> None:
+    for source, expected in (
+        ({"caption": "nowhere/shards", "interleaved": "synthetic"}, "base.data.source.caption: "),
+        ({"caption": "synthetic", "interleaved": "synthetic"}, "base.data.source.text: missing, but mixture.text is"),
+    ):
+        (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"name": "x", "base": {"data": {"source": source}}}))
+        result = run_mm1("sweep", "run", "spec.yaml", cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"mm1: error: spec.yaml: {expected}"), line
+        assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / ".mm1").exists()
