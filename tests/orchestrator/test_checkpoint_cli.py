@@ -32,7 +32,7 @@ def save_tiny_checkpoints(root: Path) -> tuple[Path, Path]:
             num_hidden_layers=2,
             num_attention_heads=4,
             num_key_value_heads=2,
-            vocab_size=160,
+            vocab_size=512,
         )
     )
     vision.save_pretrained(root / "clip")
@@ -64,7 +64,7 @@ def test_train_from_local_checkpoints(tmp_path: Path) -> None:
     assert (
         int(params["model.decoder.non_embedding_params"]) == 2 * (2 * 32 * 32 + 2 * 32 * 16 + 3 * 32 * 64 + 2 * 32) + 32
     )
-    assert int(params["model.decoder.params"]) == int(params["model.decoder.non_embedding_params"]) + 2 * 160 * 32
+    assert int(params["model.decoder.params"]) == int(params["model.decoder.non_embedding_params"]) + 2 * 512 * 32
 
 
 def test_missing_checkpoint_is_bad_input_and_starts_nothing(tmp_path: Path) -> None:
