@@ -345,11 +345,81 @@ class TrainConfig(StrictModel):
 
 
 # ----------------------------------------------------------------------------------------------- eval
+EMBEDDED_TASKS = ("caption", "vqa", "reading", "counting")  # the embedded world's sets (mm1core.evaluate)
+
+
+class FileTask(StrictModel):
+    """A benchmark the user holds on disk: COCO-captions JSON (+ image folder) or VQAv2 questions + annotations."""
+
+    type: Literal["coco-captions", "vqav2"]
+    path: str = Field(description="captions JSON (coco-captions) or questions JSON (vqav2)")
+    annotations: str | None = Field(None, description="vqav2: the annotations JSON with the ten answers")
+    images: str | None = Field(None, description="image folder (default: next to the JSON)")
+    name: str | None = Field(None, description="metric name, eval/<name>/<k>shot (default: the file's stem)")
+
+    @field_validator("path", "annotations", "images")
+    @classmethod
+    def _exists(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = Path(value).expanduser().resolve()
+        if not path.exists():
+            raise ValueError(f"{path} does not exist")
+        return str(path)
+
+    @model_validator(mode="after")
+    def _annotations_for_vqa(self) -> FileTask:
+        if self.type == "vqav2" and self.annotations is None:
+            raise ValueError("annotations: a vqav2 task needs the annotations JSON (the ten answers per question)")
+        return self
+
+    @property
+    def metric_name(self) -> str:
+        return self.name or Path(self.path).stem
+
+
 class EvalConfig(StrictModel):
+    """Zero- and few-shot evaluation (MM1 Sec. 3.1): greedy, MM1's prompts, CIDEr / VQAv2 accuracy / TextCore."""
+
     shots: list[int] = Field(default_factory=lambda: [0, 4, 8])
     num_examples: int = Field(64, gt=0, description="held-out items per task")
     max_new_tokens: int = Field(20, gt=0)
     batch_size: int = Field(32, gt=0)
+    tasks: list[str | FileTask] = Field(default_factory=lambda: list(EMBEDDED_TASKS))
+    textcore: list[str] = Field(
+        default_factory=lambda: ["world"],
+        description="world (the embedded text set) and/or multiple-choice jsonl",
+    )
+    every_n_steps: int | None = Field(None, gt=0, description="also evaluate during training (learning curves, ASHA)")
+    predictions: int = Field(16, ge=0, description="sample predictions per task logged as an artifact")
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, tasks: list[str | FileTask]) -> list[str | FileTask]:
+        for task in tasks:
+            if isinstance(task, str) and task not in EMBEDDED_TASKS:
+                raise ValueError(f"{task!r} is not one of {', '.join(EMBEDDED_TASKS)} (or a file task mapping)")
+        names = [task if isinstance(task, str) else task.metric_name for task in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be distinct, got {', '.join(names)}")
+        return tasks
+
+    @field_validator("textcore")
+    @classmethod
+    def _textcore(cls, sets: list[str]) -> list[str]:
+        resolved = []
+        for entry in sets:
+            if entry == "world":
+                resolved.append(entry)
+                continue
+            path = Path(entry).expanduser().resolve()
+            if not path.is_file():
+                raise ValueError(f"{path} is not a file (a jsonl of context / choices / answer)")
+            resolved.append(str(path))
+        return resolved
+
+    def task_names(self) -> list[str]:
+        return [task if isinstance(task, str) else task.metric_name for task in self.tasks]
 
     @field_validator("shots")
     @classmethod

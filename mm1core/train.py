@@ -15,18 +15,20 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import lightning
 import torch
 
+from mm1core.checkpoint import save_trial_checkpoint
 from mm1core.config import TrainConfig, TrialConfig
 from mm1core.data.datamodule import PretrainingData, max_sample_tokens
 from mm1core.data.records import STREAMS
-from mm1core.data.tokenizer import build_tokenizer
+from mm1core.data.tokenizer import TextTokenizer, build_tokenizer
 from mm1core.evaluate.captioning import max_prompt_tokens
-from mm1core.evaluate.harness import evaluate
+from mm1core.evaluate.harness import Evaluation, evaluate
 from mm1core.model import build_model
 from mm1core.module import MM1Module
 
@@ -51,8 +53,10 @@ class NullSink:
 class TrialResult:
     metrics: dict[str, float]  # "train/loss" (mean of the last log interval), every eval metric, "perf/samples_per_s"
     steps: int
-    train_seconds: float  # wall time of the fit loop only
-    eval_seconds: float
+    train_seconds: float  # wall time of the fit loop, periodic evaluations excluded
+    eval_seconds: float  # the final evaluation
+    predictions: list[dict] = field(default_factory=list)  # the final evaluation's sample predictions
+    checkpoint: str | None = None  # where the trained model was saved
 
 
 class SinkCallback(lightning.Callback):
@@ -169,7 +173,28 @@ def quiet_lightning() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def build_trainer(train: TrainConfig, callback: SinkCallback, progress_bar: bool) -> lightning.Trainer:
+class PeriodicEvaluation(lightning.Callback):
+    """Evaluates every ``eval.every_n_steps`` optimizer steps (not at the last: the final evaluation follows), so
+    learning curves of the eval metrics exist and ASHA can stop on them. Its time is kept out of the training
+    time (``seconds``)."""
+
+    def __init__(self, cfg: TrialConfig, tokenizer: TextTokenizer, recorder: SinkCallback) -> None:
+        self.cfg, self.tokenizer, self.recorder = cfg, tokenizer, recorder
+        self.seconds = 0.0
+
+    def on_train_batch_end(self, trainer: lightning.Trainer, module: lightning.LightningModule, *args: Any) -> None:
+        every, step = self.cfg.eval.every_n_steps, trainer.global_step
+        if every is None or step % every or step >= self.cfg.train.max_steps:
+            return
+        started = time.perf_counter()
+        self.recorder.deliver()  # the steps so far first, so the sink sees them in order
+        evaluation = evaluate(module.model, self.cfg, self.tokenizer, autocast=trainer.precision_plugin.forward_context)
+        self.recorder.sink.log_metrics(evaluation.metrics, step=step)
+        self.recorder.sink.flush()
+        self.seconds += time.perf_counter() - started
+
+
+def build_trainer(train: TrainConfig, callbacks: list[lightning.Callback], progress_bar: bool) -> lightning.Trainer:
     return lightning.Trainer(
         max_steps=train.max_steps,
         accelerator="auto",
@@ -179,14 +204,20 @@ def build_trainer(train: TrainConfig, callback: SinkCallback, progress_bar: bool
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=progress_bar,
-        callbacks=[callback],
+        callbacks=callbacks,
     )
 
 
 def train_trial(
-    cfg: TrialConfig, *, sink: MetricSink | None = None, progress_bar: bool = True, threads: int | None = None
+    cfg: TrialConfig,
+    *,
+    sink: MetricSink | None = None,
+    progress_bar: bool = True,
+    threads: int | None = None,
+    checkpoint: str | Path | None = None,
 ) -> TrialResult:
-    """Trains and evaluates one trial (see the module docstring for what ``sink`` receives)."""
+    """Trains and evaluates one trial (see the module docstring for what ``sink`` receives); with
+    ``checkpoint``, the trained model and its config are saved there (``mm1 eval`` reads it back)."""
     problem = sequence_length_problem(cfg)
     if problem:
         raise ValueError(problem)
@@ -196,24 +227,33 @@ def train_trial(
         tokenizer = build_tokenizer(cfg.data.tokenizer)
         module = MM1Module(build_model(cfg.model, tokenizer.vocab_size, image_token_id=tokenizer.image_id), cfg.train)
         recorder = SinkCallback(sink, cfg.train.log_every_n_steps)
-        trainer = build_trainer(cfg.train, recorder, progress_bar)
+        periodic = PeriodicEvaluation(cfg, tokenizer, recorder)
+        trainer = build_trainer(cfg.train, [recorder, periodic], progress_bar)
         trainer.fit(module, datamodule=PretrainingData(cfg, tokenizer))
         eval_started = time.perf_counter()
         model = module.model.to(trainer.strategy.root_device)  # fit's teardown moved it to the CPU
-        eval_metrics = evaluate(model, cfg, tokenizer, autocast=trainer.precision_plugin.forward_context)
+        evaluation = evaluate(model, cfg, tokenizer, autocast=trainer.precision_plugin.forward_context)
         eval_seconds = time.perf_counter() - eval_started
-    return finish(cfg, sink, recorder, eval_metrics, eval_seconds)
+        if checkpoint is not None:
+            save_trial_checkpoint(checkpoint, cfg, model)
+    result = finish(cfg, sink, recorder, evaluation, eval_seconds, recorder.ended - recorder.started - periodic.seconds)
+    result.checkpoint = None if checkpoint is None else str(checkpoint)
+    return result
 
 
 def finish(
-    cfg: TrialConfig, sink: MetricSink, recorder: SinkCallback, eval_metrics: dict[str, float], eval_seconds: float
+    cfg: TrialConfig,
+    sink: MetricSink,
+    recorder: SinkCallback,
+    evaluation: Evaluation,
+    eval_seconds: float,
+    train_seconds: float,
 ) -> TrialResult:
     """Sends the final metrics to the sink and assembles the result."""
-    train_seconds = recorder.ended - recorder.started
     steps = len(recorder.losses)
-    final = {**eval_metrics, "perf/samples_per_s": steps * cfg.train.batch_size / train_seconds}
+    final = {**evaluation.metrics, "perf/samples_per_s": steps * cfg.train.batch_size / train_seconds}
     sink.log_metrics(final, step=cfg.train.max_steps)
     sink.flush()
     last_interval = recorder.losses[-cfg.train.log_every_n_steps :]
     metrics = {"train/loss": sum(last_interval) / len(last_interval), **final}
-    return TrialResult(metrics=metrics, steps=steps, train_seconds=train_seconds, eval_seconds=eval_seconds)
+    return TrialResult(metrics, steps, train_seconds, eval_seconds, evaluation.predictions)

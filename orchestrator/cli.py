@@ -134,17 +134,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         from mm1core.train import train_trial
 
-        result = train_trial(config, sink=MlflowSink(tracker, run_id), progress_bar=True)
+        checkpoint = Path(args.checkpoint or Path(".mm1") / "checkpoints" / f"{config.trial_key()}.pt").resolve()
+        result = train_trial(config, sink=MlflowSink(tracker, run_id), progress_bar=True, checkpoint=checkpoint)
     except BaseException as exc:
         tracker.end_run(
             run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", f"{type(exc).__name__}: {exc}"
         )
         raise
     tracker.log_history(run_id, [(result.steps, {"perf/train_seconds": result.train_seconds})])
+    tracker.log_outputs(run_id, result.checkpoint, result.predictions)
     tracker.end_run(run_id, "FINISHED")
     for name, value in sorted(result.metrics.items()):
         print(f"  {name:28s} {value:10.4f}")
+    print(f"\ncheckpoint: {result.checkpoint}   (mm1 eval {result.checkpoint})")
     _where_to_look(tracker.uri, args.experiment)
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluates a saved trial checkpoint alone: its own eval settings, or those given here."""
+    if not Path(args.checkpoint).is_file():
+        raise BadInput(f"{args.checkpoint}: no such checkpoint file")
+    from pydantic import ValidationError
+
+    from mm1core.checkpoint import load_trial_checkpoint
+    from mm1core.config import TrialConfig, describe_errors
+
+    try:
+        config, model = load_trial_checkpoint(args.checkpoint)
+        overrides = {
+            key: value
+            for key, value in (("tasks", args.tasks), ("shots", args.shots), ("num_examples", args.num_examples))
+            if value is not None
+        }
+        config = TrialConfig.model_validate(
+            {**config.model_dump(mode="json"), "eval": {**config.eval.model_dump(mode="json"), **overrides}}
+        )
+    except ValueError as exc:
+        lines = describe_errors(exc) if isinstance(exc, ValidationError) else [str(exc)]
+        raise BadInput("\n".join(f"{args.checkpoint}: {line}" for line in lines)) from None
+    from mm1core.data.tokenizer import build_tokenizer
+    from mm1core.evaluate.harness import evaluate
+
+    evaluation = evaluate(model, config, build_tokenizer(config.data.tokenizer))
+    if args.json:
+        print(json.dumps(evaluation.metrics, indent=1, sort_keys=True))
+    else:
+        for name, value in sorted(evaluation.metrics.items()):
+            print(f"  {name:28s} {value:10.4f}")
     return EXIT_OK
 
 
@@ -205,7 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("trial")
     _tracking_option(train)
     train.add_argument("--experiment", default="mm1")
+    train.add_argument("--checkpoint", default=None, help="where to save the model (default .mm1/checkpoints/KEY.pt)")
     train.set_defaults(func=cmd_train)
+
+    evaluation = verbs.add_parser("eval", help="evaluate a saved trial checkpoint alone")
+    evaluation.add_argument("checkpoint")
+    evaluation.add_argument("--tasks", nargs="+", default=None, help="embedded task names (default: the trial's)")
+    evaluation.add_argument("--shots", nargs="+", type=int, default=None)
+    evaluation.add_argument("--num-examples", type=_positive_int, default=None)
+    evaluation.add_argument("--json", action="store_true")
+    evaluation.set_defaults(func=cmd_eval)
 
     registry = verbs.add_parser("registry", help="names of encoders, connectors, decoders, data sources")
     registry.add_argument("--json", action="store_true")

@@ -19,7 +19,7 @@ from ray.tune import Callback
 from orchestrator.expand import Trial
 from orchestrator.spec import SweepSpec
 from orchestrator.tracking import TRIAL_KEY, Tracker
-from orchestrator.trainable import ERROR, FINAL, HISTORY, STEP, tune_trial
+from orchestrator.trainable import CHECKPOINT, ERROR, FINAL, HISTORY, PREDICTIONS, STEP, tune_trial
 
 Printer = Callable[[str], None]
 
@@ -106,7 +106,16 @@ def _fit(spec: SweepSpec, todo: list[Trial], logger: Any, *, max_concurrent: int
 
     try:
         threads = max(1, int(spec.resources.cpus_per_trial))
-        payloads = [{"trial": t.config.model_dump(mode="json"), "threads": threads, "key": t.key} for t in todo]
+        checkpoints = Path.cwd() / ".mm1" / "checkpoints" / spec.name
+        payloads = [
+            {
+                "trial": t.config.model_dump(mode="json"),
+                "threads": threads,
+                "key": t.key,
+                "checkpoint": str(checkpoints / f"{t.key}.pt"),
+            }
+            for t in todo
+        ]
         resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
         tuner = tune.Tuner(
             tune.with_resources(tune_trial, resources),
@@ -188,6 +197,7 @@ class TrialLogger(Callback):
             self.final_seen.add(trial.trial_id)
             perf = {k: v for k, v in result.items() if k.startswith("perf/") and isinstance(v, (int, float))}
             history.append((int(result[STEP]), perf))
+            self.tracker.log_outputs(run_id, result.get(CHECKPOINT), result.get(PREDICTIONS) or [])
         self.tracker.log_history(run_id, history)
         self._progress(trial, result)
 

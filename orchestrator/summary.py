@@ -43,7 +43,13 @@ def _row(trial: Trial, run: Run | None) -> dict[str, Any]:
     row["status"] = run.info.status if run else "PENDING"
     metrics = run.data.metrics if run else {}
     row["train/loss"] = metrics.get("train/loss")
-    row.update({name: value for name, value in metrics.items() if name.startswith("eval/avg/") or name == "eval/loss"})
+    row.update(
+        {
+            name: value
+            for name, value in metrics.items()
+            if name.startswith("eval/avg/") or name in ("eval/textcore", "eval/loss")
+        }
+    )
     row["train_s"] = metrics.get("perf/train_seconds")
     row["trial_key"] = trial.key
     if run and run.data.tags.get("mm1.error"):

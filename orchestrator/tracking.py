@@ -19,6 +19,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from orchestrator.expand import Trial
 
 ROLE, SWEEP, TRIAL_KEY, ERROR = "mm1.role", "mm1.sweep", "mm1.trial_key", "mm1.error"
+CHECKPOINT_TAG = "mm1.checkpoint"
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
 
 
@@ -48,6 +49,14 @@ class Tracker:
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
+
+    def log_outputs(self, run_id: str, checkpoint: str | None, predictions: list[dict[str, Any]]) -> None:
+        """A finished trial's checkpoint path (tag ``mm1.checkpoint``) and its sample predictions
+        (artifact ``predictions.json``, an MLflow table)."""
+        if checkpoint:
+            self.client.set_tag(run_id, CHECKPOINT_TAG, checkpoint)
+        if predictions:
+            self.client.log_table(run_id, prediction_table(predictions), "predictions.json")
 
     # ------------------------------------------------------------------ experiments and runs
     def experiment_id(self, name: str, create: bool = True) -> str | None:
@@ -116,6 +125,17 @@ class Tracker:
         if error:
             self.client.log_batch(run_id, tags=[RunTag(ERROR, error[:5000])])
         self.client.set_terminated(run_id, status=status)
+
+
+def prediction_table(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Sample predictions as MLflow table columns (lists of references joined with `` | ``)."""
+    columns = ("task", "shots", "item", "prompt", "prediction", "references")
+    table: dict[str, list[Any]] = {column: [] for column in columns}
+    for row in rows:
+        for column in columns:
+            value = row.get(column, "")
+            table[column].append(" | ".join(map(str, value)) if isinstance(value, (list, tuple)) else value)
+    return table
 
 
 def trial_params(config: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from ray import tune
 
 # Keys of a reported result (besides metric names themselves).
 HISTORY, STEP, FINAL, ERROR = "mm1/history", "step", "mm1/final", "mm1/error"
+CHECKPOINT, PREDICTIONS = "mm1/checkpoint", "mm1/predictions"
 
 
 class TuneSink:
@@ -48,7 +49,9 @@ def tune_trial(config: dict[str, Any]) -> None:
     trial = TrialConfig.model_validate(payload["trial"])
     sink = TuneSink()
     try:
-        result = train_trial(trial, sink=sink, progress_bar=False, threads=payload["threads"])
+        result = train_trial(
+            trial, sink=sink, progress_bar=False, threads=payload["threads"], checkpoint=payload.get("checkpoint")
+        )
     except Exception as exc:
         # The driver records this one-line cause in MLflow's mm1.error before Tune marks the trial ERROR.
         sink.flush(**{ERROR: f"{type(exc).__name__}: {exc}"})
@@ -56,6 +59,8 @@ def tune_trial(config: dict[str, Any]) -> None:
     sink.flush(
         **{
             FINAL: 1.0,
+            CHECKPOINT: result.checkpoint,
+            PREDICTIONS: result.predictions,
             "perf/train_seconds": result.train_seconds,
             "perf/eval_seconds": result.eval_seconds,
         }

@@ -2,7 +2,8 @@
 
 Prompts of different lengths are LEFT-padded so every row's next token comes from the last column; the
 padding mask hides the pads from attention and each row's position ids count its own tokens only, so a
-prompt gets the same answer in a batch of 1 as in a batch of 16.
+prompt gets the same answer in a batch of 1 as in a batch of 16. ``complete`` is what a task calls: prompt
+documents in, decoded answers out.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from collections.abc import Collection, Sequence
 
 import torch
 
-from mm1core.data.dataset import Sample
+from mm1core.config import TrialConfig
+from mm1core.data.dataset import Sample, encode_document
+from mm1core.data.records import Document
+from mm1core.data.tokenizer import TextTokenizer
 from mm1core.model import MM1Model
 
 
@@ -83,4 +87,26 @@ def greedy_generate(
     for start in range(0, len(samples), batch_size):
         batch = samples[start : start + batch_size]
         answers += generate_batch(model, batch, pad_id=pad_id, stop_ids=stop_ids, max_new_tokens=max_new_tokens)
+    return answers
+
+
+def complete(model: MM1Model, cfg: TrialConfig, tokenizer: TextTokenizer, prompts: Sequence[Document]) -> list[str]:
+    """The model's greedy answer to each prompt: decoded, the text before the first newline / ``<eos>`` (at most
+    ``cfg.eval.max_new_tokens`` tokens), stripped. Prompts are encoded one batch at a time (images at
+    ``cfg.model.image_resolution``), so only a batch's pixels are ever in memory."""
+    num_tokens, resolution, batch_size = cfg.model.tokens_per_image, cfg.model.image_resolution, cfg.eval.batch_size
+    answers: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = [
+            encode_document(prompt, tokenizer, num_tokens, resolution, end=False)
+            for prompt in prompts[start : start + batch_size]
+        ]
+        ids = generate_batch(
+            model,
+            batch,
+            pad_id=tokenizer.pad_id,
+            stop_ids={tokenizer.newline_id, tokenizer.eos_id},
+            max_new_tokens=cfg.eval.max_new_tokens,
+        )
+        answers += [tokenizer.decode(answer).strip() for answer in ids]
     return answers

@@ -1,29 +1,35 @@
-"""A trial's evaluation (MM1 Sec. 3.1): k-shot scores per task, their mean per k, and held-out LM loss.
+"""A trial's evaluation (MM1 Sec. 3.1): k-shot scores per task, their mean per k, TextCore, held-out LM loss.
 
-Metric names are the MLflow contract of DESIGN.md: ``eval/<task>/<k>shot`` (percent), ``eval/avg/<k>shot``
-(the mean over tasks, MM1's meta-average) and ``eval/loss`` (caption-pair loss on held-out items).
+Metric names are the MLflow contract of DESIGN.md: ``eval/<task>/<k>shot`` (percent: CIDEr for captioning,
+VQAv2 accuracy for VQA tasks), ``eval/avg/<k>shot`` (the mean over tasks, MM1's meta-average),
+``eval/textcore`` (multiple-choice accuracy on text-only sets) and ``eval/loss`` (caption-pair loss on held-out
+items). The first few predictions of every task and k come back with the scores, for an MLflow table.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
 from mm1core.config import TrialConfig
 from mm1core.data.dataset import Sample, collate, encode_document
-from mm1core.data.tokenizer import Tokenizer
+from mm1core.data.tokenizer import TextTokenizer
 from mm1core.data.world import Split, caption_document, item_rng
-from mm1core.evaluate.captioning import caption_score
+from mm1core.evaluate.tasks import build_tasks, textcore
 from mm1core.model import MM1Model
 from mm1core.module import next_token_loss
 
-# task name -> score(model, cfg, tokenizer, shots) in percent; the avg is taken over these
-TASKS: dict[str, Callable[[MM1Model, TrialConfig, Tokenizer, int], float]] = {"caption": caption_score}
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    predictions: list[dict] = field(default_factory=list)  # rows: task, shots, item, prompt, prediction, references
 
 
-def heldout_samples(cfg: TrialConfig, tokenizer: Tokenizer) -> list[Sample]:
+def heldout_samples(cfg: TrialConfig, tokenizer: TextTokenizer) -> list[Sample]:
     """Caption pairs (``<image> <web caption>``) of the eval split's items."""
     documents = [caption_document(item_rng(cfg.data.seed, Split.EVAL, i), 1) for i in range(cfg.eval.num_examples)]
     num_tokens, resolution = cfg.model.tokens_per_image, cfg.model.image_resolution
@@ -31,7 +37,7 @@ def heldout_samples(cfg: TrialConfig, tokenizer: Tokenizer) -> list[Sample]:
 
 
 @torch.inference_mode()
-def heldout_loss(model: MM1Model, cfg: TrialConfig, tokenizer: Tokenizer) -> float:
+def heldout_loss(model: MM1Model, cfg: TrialConfig, tokenizer: TextTokenizer) -> float:
     """Mean next-token loss per text target over the held-out caption pairs."""
     device = next(model.parameters()).device
     samples = heldout_samples(cfg, tokenizer)
@@ -49,22 +55,31 @@ def heldout_loss(model: MM1Model, cfg: TrialConfig, tokenizer: Tokenizer) -> flo
 def evaluate(
     model: MM1Model,
     cfg: TrialConfig,
-    tokenizer: Tokenizer,
+    tokenizer: TextTokenizer,
     *,
     autocast: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
-) -> dict[str, float]:
-    """Every task at every ``cfg.eval.shots``, ``eval/avg/<k>shot`` and ``eval/loss``, on the model's device.
-
-    ``autocast`` wraps the forward passes (a trial passes its precision plugin's ``forward_context``).
-    """
+) -> Evaluation:
+    """Every task of ``cfg.eval.tasks`` at every ``cfg.eval.shots``, ``eval/avg/<k>shot``, ``eval/textcore`` and
+    ``eval/loss``, on the model's device. ``autocast`` wraps the forward passes (a trial passes its precision
+    plugin's ``forward_context``)."""
     was_training = model.training
     model.eval()
-    metrics: dict[str, float] = {}
+    result = Evaluation({})
+    tasks = build_tasks(cfg)
     with torch.inference_mode(), autocast():
         for shots in cfg.eval.shots:
-            scores = {task: score(model, cfg, tokenizer, shots) for task, score in TASKS.items()}
-            metrics.update({f"eval/{task}/{shots}shot": value for task, value in scores.items()})
-            metrics[f"eval/avg/{shots}shot"] = sum(scores.values()) / len(scores)
-        metrics["eval/loss"] = heldout_loss(model, cfg, tokenizer)
+            scores = {}
+            for task in tasks:
+                outcome = task.score(model, cfg, tokenizer, shots)
+                scores[task.name] = outcome.score
+                result.predictions += outcome.predictions
+            result.metrics.update({f"eval/{name}/{shots}shot": value for name, value in scores.items()})
+            if scores:
+                result.metrics[f"eval/avg/{shots}shot"] = sum(scores.values()) / len(scores)
+        if cfg.eval.textcore:
+            outcome = textcore(model, cfg, tokenizer)
+            result.metrics["eval/textcore"] = outcome.score
+            result.predictions += outcome.predictions
+        result.metrics["eval/loss"] = heldout_loss(model, cfg, tokenizer)
     model.train(was_training)
-    return metrics
+    return result

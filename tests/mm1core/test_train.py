@@ -56,7 +56,8 @@ def test_final_metrics(trial: tuple[TrialResult, RecordingSink]) -> None:
     result, sink = trial
     step, final = sink.rows[-1]
     assert step == TINY["train"]["max_steps"]
-    expected = {"eval/caption/0shot", "eval/caption/1shot", "eval/avg/0shot", "eval/avg/1shot", "eval/loss"}
+    tasks = ("caption", "vqa", "reading", "counting", "avg")
+    expected = {f"eval/{task}/{k}shot" for task in tasks for k in (0, 1)} | {"eval/textcore", "eval/loss"}
     assert set(final) == expected | {"perf/samples_per_s"}
     assert set(result.metrics) == set(final) | {"train/loss"}
     assert result.steps == 5 and result.train_seconds > 0 and result.eval_seconds > 0
@@ -94,3 +95,23 @@ def test_overlong_sequences_are_refused_before_training() -> None:
 def test_precision_auto_is_fp32_on_cpu() -> None:
     expected = "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
     assert resolve_precision("auto") == expected and resolve_precision("16-mixed") == "16-mixed"
+
+
+def test_periodic_evaluation_logs_learning_curves() -> None:
+    config = TrialConfig.model_validate({**TINY, "eval": {**TINY["eval"], "every_n_steps": 2, "shots": [0]}})
+    sink = RecordingSink()
+    result = train_trial(config, sink=sink, progress_bar=False, threads=1)
+    evaluated = [step for step, metrics in sink.rows if "eval/avg/0shot" in metrics]
+    assert evaluated == [2, 4, 5]  # every 2 steps, then the final evaluation at the last step
+    assert result.train_seconds > 0
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:  # noqa: ANN001
+    from mm1core.checkpoint import load_trial_checkpoint
+
+    config = TrialConfig.model_validate(TINY)
+    result = train_trial(config, progress_bar=False, threads=1, checkpoint=tmp_path / "trial.pt")
+    loaded_config, model = load_trial_checkpoint(result.checkpoint)
+    assert loaded_config == config
+    assert {row["task"] for row in result.predictions} >= {"caption"}
+    assert sum(parameter.numel() for parameter in model.parameters()) > 0

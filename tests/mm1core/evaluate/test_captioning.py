@@ -41,9 +41,13 @@ def test_cider_rewards_matching_captions() -> None:
 
 
 def test_evaluate_reports_every_metric(tiny_model: MM1Model, tiny_config: TrialConfig, tokenizer: Tokenizer) -> None:
-    metrics = evaluate(tiny_model, tiny_config, tokenizer)
-    expected = {f"eval/{task}/{k}shot" for task in ("caption", "avg") for k in tiny_config.eval.shots}
-    assert set(metrics) == expected | {"eval/loss"}
+    evaluation = evaluate(tiny_model, tiny_config, tokenizer)
+    metrics, tasks = evaluation.metrics, tiny_config.eval.task_names()
+    expected = {f"eval/{task}/{k}shot" for task in (*tasks, "avg") for k in tiny_config.eval.shots}
+    assert set(metrics) == expected | {"eval/textcore", "eval/loss"}
     for k in tiny_config.eval.shots:
-        assert metrics[f"eval/avg/{k}shot"] == metrics[f"eval/caption/{k}shot"] >= 0.0
-    assert 0.0 < metrics["eval/loss"] < 10.0
+        mean = sum(metrics[f"eval/{task}/{k}shot"] for task in tasks) / len(tasks)
+        assert metrics[f"eval/avg/{k}shot"] == pytest.approx(mean) and mean >= 0.0
+    assert 0.0 <= metrics["eval/textcore"] <= 100.0 and 0.0 < metrics["eval/loss"] < 10.0
+    shown = min(tiny_config.eval.predictions, tiny_config.eval.num_examples)
+    assert len(evaluation.predictions) == shown * (len(tasks) * len(tiny_config.eval.shots) + 1)
