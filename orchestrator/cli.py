@@ -81,14 +81,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\n" + format_table(table))
     if outcome.ran_keys:
         print(overhead_line(table, outcome.ran_keys, outcome.wall_seconds, outcome.concurrency))
-    _where_to_look(tracker.uri, spec.experiment)
+    _where_to_look(tracker.uri, spec.experiment, Path.cwd() / ".mm1" / "checkpoints" / spec.name)
     if outcome.failed:
         print(f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}", file=sys.stderr)
         return EXIT_TRIALS_FAILED
     return EXIT_OK
 
 
-def _where_to_look(uri: str, experiment: str) -> None:
+def _where_to_look(uri: str, experiment: str, checkpoints: Path | None = None) -> None:
     venv_mlflow = Path(sys.executable).parent / "mlflow"
     mlflow_bin = venv_mlflow if venv_mlflow.exists() else "mlflow"
     print("\nWhere to look:")
@@ -97,6 +97,8 @@ def _where_to_look(uri: str, experiment: str) -> None:
     else:
         print(f"  MLflow UI:  {uri}")
     print(f"  experiment {experiment!r}: the sweep is a parent run; each trial a nested child run")
+    if checkpoints is not None and checkpoints.is_dir():
+        print(f"  trained models: {checkpoints}/<trial_key>.pt   (evaluate one again: mm1 eval CHECKPOINT)")
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -56,6 +56,7 @@ def test_sweep_succeeds_and_prints_where_to_look(swept):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
     assert "per-trial overhead" in result.stdout
+    assert "trained models: " in result.stdout and "mm1 eval CHECKPOINT" in result.stdout
     assert result.stdout.count("FINISHED") >= 2  # the summary table, one line per trial
 
 
