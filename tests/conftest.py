@@ -27,6 +27,21 @@ def run_mm1(
     )
 
 
+def run_sweep_trials(workdir: Path, spec: dict) -> list:
+    """Writes ``spec``, runs it with ``mm1 sweep run`` (which must succeed) into ``workdir/mlflow.db`` and returns
+    the sweep's trial runs from MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    path = workdir / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = run_mm1("sweep", "run", str(path), cwd=workdir)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(spec["experiment"])
+    runs = client.search_runs([experiment.experiment_id], f"tags.`mm1.sweep` = '{spec['name']}'", max_results=200)
+    return [run for run in runs if run.data.tags.get("mm1.role") == "trial"]
+
+
 @pytest.fixture
 def write_yaml(tmp_path: Path):
     def write(data: dict | str, name: str = "spec.yaml") -> Path:

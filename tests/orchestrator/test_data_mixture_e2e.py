@@ -12,7 +12,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import run_mm1
+from tests.conftest import run_mm1, run_sweep_trials
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +36,7 @@ def sweep(workdir: Path, name: str, data: dict) -> list:
         "grid": {"data.mixture": MIXTURES},
         "max_concurrent": 2,
     }
-    path = workdir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    result = run_mm1("sweep", "run", str(path), cwd=workdir)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("mixtures")
-    runs = client.search_runs([experiment.experiment_id], f"tags.`mm1.sweep` = '{name}'", max_results=50)
-    return [run for run in runs if run.data.tags.get("mm1.role") == "trial"]
+    return run_sweep_trials(workdir, spec)
 
 
 def assert_realised_shares(trials: list) -> None:

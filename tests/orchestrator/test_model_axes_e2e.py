@@ -6,10 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
-from mlflow.tracking import MlflowClient
 
-from tests.conftest import run_mm1
+from tests.conftest import run_sweep_trials
 
 pytestmark = pytest.mark.slow
 
@@ -40,19 +38,8 @@ VARIANTS = {
 }
 
 
-def run_sweep(workdir: Path, spec: dict) -> list:
-    path = workdir / f"{spec['name']}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    result = run_mm1("sweep", "run", str(path), cwd=workdir)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("axes")
-    runs = client.search_runs([experiment.experiment_id], f"tags.`mm1.sweep` = '{spec['name']}'", max_results=100)
-    return [run for run in runs if run.data.tags.get("mm1.role") == "trial"]
-
-
 def test_connector_x_tokens_x_resolution_sweep_logs_each_variant(tmp_path: Path) -> None:
-    trials = run_sweep(tmp_path, CONNECTORS)
+    trials = run_sweep_trials(tmp_path, CONNECTORS)
     assert len(trials) == 12 and all(run.info.status == "FINISHED" for run in trials)
     seen = {
         (p["model.connector.type"], int(p["model.connector.num_tokens"]), int(p["model.encoder.resolution"]))
@@ -71,7 +58,7 @@ def test_connector_x_tokens_x_resolution_sweep_logs_each_variant(tmp_path: Path)
 
 
 def test_moe_and_highres_variants_train_and_log(tmp_path: Path) -> None:
-    trials = run_sweep(tmp_path, VARIANTS)
+    trials = run_sweep_trials(tmp_path, VARIANTS)
     assert len(trials) == 3 and all(run.info.status == "FINISHED" for run in trials)
     moe = [run for run in trials if run.data.params.get("model.decoder.moe.num_experts") == "4"]
     assert len(moe) == 1
