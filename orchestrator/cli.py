@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from dashboards import DashboardError
 from orchestrator.spec import SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TRIALS_FAILED = 0, 1, 2, 3
@@ -202,6 +203,74 @@ def _load_trial(path: str) -> Any:
         raise BadInput("\n".join(f"{path}: {line}" for line in describe_errors(exc))) from None
 
 
+# ------------------------------------------------------------------------------------------- read-back
+def _store(args: argparse.Namespace) -> Any:
+    from dashboards.runs import Store
+    from orchestrator.tracking import resolve_tracking_uri
+
+    return Store(resolve_tracking_uri(args.tracking_uri))
+
+
+def _report_dir(args: argparse.Namespace) -> Path:
+    return Path(args.out or Path(".mm1") / "reports" / (args.sweep or args.experiment)).resolve()
+
+
+def cmd_fit_lr(args: argparse.Namespace) -> int:
+    """MM1's LR scaling law (Sec. 3.4, Fig. 6) fitted to the finished trials' best LR per decoder size."""
+    from dashboards.lrfit import draw_law, fit_law, format_law
+
+    from dashboards.runs import latest_per_trial
+
+    store = _store(args)
+    frame = latest_per_trial(store.trials(args.experiment, args.sweep))
+    result = fit_law(frame, args.metric, args.mode, predict=args.predict)
+    out = _report_dir(args)
+    out.mkdir(parents=True, exist_ok=True)
+    fit_file = out / "fit.json"
+    fit_file.write_text(json.dumps(result, indent=1) + "\n")
+    files = [fit_file, *draw_law(result, frame, args.metric, out)]
+    store.log_outputs(store.sweep_parents(args.experiment, frame["sweep"]).values(), files)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_law(result))
+        print("\nwritten: " + ", ".join(str(f) for f in files))
+    return EXIT_OK
+
+
+def cmd_plots(args: argparse.Namespace) -> int:
+    """The paper's lesson figures from whatever runs exist, plus an offline index.html."""
+    from dashboards.plots import make_report
+
+    store = _store(args)
+    out = _report_dir(args)
+    report = make_report(store, args.experiment, args.sweep, out)
+    for figure in report.figures:
+        print(f"  drawn    {figure.name:22s} {figure.title}")
+    for name, reason in report.skipped:
+        print(f"  skipped  {name:22s} {reason}")
+    print(f"\n{len(report.figures)} figure(s) in {out}; open {report.index}")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """A pivot of finished trials: one row per value of the --by keys, seeds averaged (mean, std, n)."""
+    from dashboards.compare import compare_table, default_metrics, format_compare
+
+    from dashboards.runs import latest_per_trial
+
+    store = _store(args)
+    frame = latest_per_trial(store.trials(args.experiment, args.sweep))
+    by = [key.strip() for key in args.by.split(",") if key.strip()]
+    table = compare_table(frame, by, args.metric or default_metrics(frame))
+    if args.csv:
+        Path(args.csv).write_text(table.to_csv(index=False))
+    print(format_compare(table))
+    if args.csv:
+        print(f"\nwritten: {Path(args.csv).resolve()}")
+    return EXIT_OK
+
+
 def cmd_registry(args: argparse.Namespace) -> int:
     from mm1core.catalog import catalog, format_catalog
 
@@ -255,6 +324,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", action="store_true")
     evaluation.set_defaults(func=cmd_eval)
 
+    fit = verbs.add_parser("fit-lr", help="fit MM1's LR scaling law to an LR sweep over model sizes")
+    _read_back_options(fit)
+    fit.add_argument("--metric", default="eval/avg/8shot", help="metric that picks the best LR (default %(default)s)")
+    fit.add_argument("--mode", choices=("max", "min"), default="max", help="best = highest (max) or lowest (min)")
+    fit.add_argument("--predict", nargs="+", type=_positive_float, default=[], metavar="N", help="sizes to predict")
+    fit.add_argument("--json", action="store_true")
+    fit.set_defaults(func=cmd_fit_lr)
+
+    plots = verbs.add_parser("plots", help="regenerate the lesson plots and an index.html from MLflow")
+    _read_back_options(plots)
+    plots.set_defaults(func=cmd_plots)
+
+    compare = verbs.add_parser("compare", help="table of finished trials by one or more params, seeds averaged")
+    compare.add_argument("--experiment", required=True)
+    compare.add_argument("--sweep", default=None, help="only this sweep's trials (default: the whole experiment)")
+    _tracking_option(compare)
+    compare.add_argument("--by", required=True, help="dotted param path(s), comma-separated")
+    compare.add_argument("--metric", nargs="+", default=None, help="metrics to show (default: eval/avg/*, textcore)")
+    compare.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    compare.set_defaults(func=cmd_compare)
+
     registry = verbs.add_parser("registry", help="names of encoders, connectors, decoders, data sources")
     registry.add_argument("--json", action="store_true")
     registry.set_defaults(func=cmd_registry)
@@ -267,6 +357,23 @@ def _tracking_option(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
     )
+
+
+def _read_back_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", required=True, help="MLflow experiment of the sweep(s)")
+    parser.add_argument("--sweep", default=None, help="only this sweep's trials (default: the whole experiment)")
+    _tracking_option(parser)
+    parser.add_argument("--out", default=None, help="output folder (default .mm1/reports/<sweep or experiment>)")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -283,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except BadInput as exc:
+    except (BadInput, DashboardError) as exc:
         print(f"mm1: error: {exc}".replace("\n", "\nmm1: error: "), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
