@@ -140,14 +140,15 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def varied_params(frame: pd.DataFrame) -> list[str]:
-    """The params that take more than one value across the rows: the axes these runs sweep (seed excluded)."""
+    """The params that take more than one value across the rows, sorted: the axes these runs sweep (seed and
+    parameter counts excluded)."""
     varied = []
     for column in param_columns(frame):
         if column == SEED or column.endswith(DERIVED_SUFFIXES):
             continue
         if frame[column].map(_hashable).nunique(dropna=False) > 1:
             varied.append(column)
-    return varied
+    return sorted(varied)
 
 
 def latest_per_trial(frame: pd.DataFrame) -> pd.DataFrame:
@@ -159,8 +160,8 @@ def latest_per_trial(frame: pd.DataFrame) -> pd.DataFrame:
 
 def seed_average(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
     """Rows grouped by ``by`` (seeds and everything else not in ``by`` pooled): per metric its ``mean``, ``std``
-    (sample std; NaN for a single run) and ``n``. Columns: ``by`` then ``<metric>`` (the mean),
-    ``<metric> std``, ``<metric> n``."""
+    (sample std; NaN for a single run) and ``n``. Columns: ``by``, ``runs`` (rows in the group), then
+    ``<metric>`` (the mean), ``<metric> std``, ``<metric> n`` (rows with a value)."""
     missing = [c for c in [*by, *metrics] if c not in frame.columns]
     if missing:
         raise DashboardError(f"no param or metric named {missing[0]!r} in these runs")
@@ -169,6 +170,7 @@ def seed_average(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str])
         work[column] = work[column].map(_hashable)
     grouped = work.groupby(list(by), dropna=False, sort=True)
     out = grouped[list(metrics)].mean()
+    out.insert(0, "runs", grouped.size())
     for metric in metrics:
         out[f"{metric} std"] = grouped[metric].std()
         out[f"{metric} n"] = grouped[metric].count()

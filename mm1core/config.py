@@ -14,7 +14,16 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mm1core.connectors import CONNECTORS
 from mm1core.data import DATA_SOURCES
@@ -318,10 +327,54 @@ class DataConfig(StrictModel):
 
 
 # ---------------------------------------------------------------------------------------------- train
+_LR_NUMBER, _LR_LAW = "lr:number", "lr:law"  # union tags, left out of error paths
+UNION_TAGS = {_LR_NUMBER, _LR_LAW}
+
+
+class LawCoefficients(StrictModel):
+    """ln(eta) = a ln(N) + b, N the decoder's non-embedding parameters (MM1 Sec. 3.4: a = -0.4214, b = -0.5535)."""
+
+    a: float = Field(allow_inf_nan=False)
+    b: float = Field(allow_inf_nan=False)
+
+
+class LRLaw(StrictModel):
+    """``train.lr: {law: {a: ..., b: ...}}`` or ``{law: path/to/fit.json}`` (what ``mm1 fit-lr`` writes): the peak
+    LR follows from the trial's own decoder size, so one sweep file scales a model up with the fitted LR."""
+
+    law: LawCoefficients  # a path is read here: the coefficients are what is logged and hashed
+
+    @field_validator("law", mode="before")
+    @classmethod
+    def _read_fit(cls, law: Any) -> Any:
+        if not isinstance(law, str):
+            if not isinstance(law, (dict, LawCoefficients)):
+                raise ValueError("expected {a: ..., b: ...} or the path of a fit.json (mm1 fit-lr)")
+            return law
+        path = Path(law).expanduser().resolve()
+        try:
+            fit = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"{path} does not exist (a fit.json from mm1 fit-lr, or {{a: ..., b: ...}})") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not a readable JSON file ({type(exc).__name__})") from None
+        if not isinstance(fit, dict) or not all(isinstance(fit.get(k), (int, float)) for k in ("a", "b")):
+            raise ValueError(f"{path}: needs numbers 'a' and 'b' (the fit of mm1 fit-lr)")
+        return {"a": fit["a"], "b": fit["b"]}
+
+    def lr(self, non_embedding_params: int) -> float:
+        exponent = self.law.a * math.log(non_embedding_params) + self.law.b
+        return math.exp(exponent) if exponent < 700 else math.inf
+
+
 class TrainConfig(StrictModel):
     max_steps: int = Field(300, gt=0)
     batch_size: int = Field(16, gt=0)
-    lr: float = Field(1.0e-3, gt=0)
+    lr: typing.Annotated[
+        typing.Annotated[float, Field(gt=0, allow_inf_nan=False), Tag(_LR_NUMBER)]
+        | typing.Annotated[LRLaw, Tag(_LR_LAW)],
+        Discriminator(lambda v: _LR_LAW if isinstance(v, (dict, LRLaw)) else _LR_NUMBER),
+    ] = 1.0e-3  # the peak LR, or a scaling law giving it
     weight_decay: float | Literal["auto"] = "auto"  # auto = 0.1 * lr (MM1 Sec. 3.4)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     # The image encoder and connector learn at a fraction of the LM's rate (LLaVA-OneVision trains its vision
@@ -341,6 +394,8 @@ class TrainConfig(StrictModel):
 
     @property
     def resolved_weight_decay(self) -> float:
+        if isinstance(self.lr, LRLaw):
+            raise ValueError("train.lr is a law: resolve the TrialConfig (TrialConfig.resolved) first")
         return 0.1 * self.lr if self.weight_decay == "auto" else float(self.weight_decay)
 
 
@@ -438,9 +493,21 @@ class TrialConfig(StrictModel):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
+    @model_validator(mode="after")
+    def _law_gives_usable_lr(self) -> TrialConfig:
+        if isinstance(self.train.lr, LRLaw):
+            n = self.model.decoder.non_embedding_params()
+            lr = self.train.lr.lr(n)
+            if not 0 < lr <= 10:
+                raise ValueError(f"train.lr: the law gives eta = {lr:g} at N = {n} (model.decoder); check a and b")
+        return self
+
     def resolved(self) -> TrialConfig:
-        """A copy with every ``auto`` replaced by its value, as logged and hashed."""
-        train = self.train.model_copy(update={"weight_decay": self.train.resolved_weight_decay})
+        """A copy with every ``auto`` and LR law replaced by its value, as logged and hashed."""
+        train = self.train
+        if isinstance(train.lr, LRLaw):
+            train = train.model_copy(update={"lr": train.lr.lr(self.model.decoder.non_embedding_params())})
+        train = train.model_copy(update={"weight_decay": train.resolved_weight_decay})
         return self.model_copy(update={"train": train})
 
     def flat_params(self) -> dict[str, Any]:
@@ -518,6 +585,8 @@ def describe_error_items(items: list[Any], prefix: str = "") -> list[str]:
     for item in items:
         path = prefix
         for part in item["loc"]:
+            if part in UNION_TAGS:
+                continue
             if isinstance(part, int):
                 path += f"[{part}]"
             else:

@@ -54,14 +54,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     spec, trials, _ = _load(args.spec)
     if args.json:
-        print(json.dumps([{"index": t.index, "trial_key": t.key, "varied": t.varied} for t in trials], indent=1))
+        plan = [{"index": t.index, "trial_key": t.key, "varied": t.varied, "derived": t.derived} for t in trials]
+        print(json.dumps(plan, indent=1))
         return EXIT_OK
     import pandas as pd
 
-    rows = [{"#": t.index + 1, "trial_key": t.key, **t.varied} for t in trials]
+    rows = [{"#": t.index + 1, "trial_key": t.key, **t.varied, **_shown(t.derived)} for t in trials]
     print(f"sweep {spec.name!r}: {len(trials)} trial(s)")
     print(pd.DataFrame(rows).to_string(index=False))
     return EXIT_OK
+
+
+def _shown(derived: dict[str, Any]) -> dict[str, Any]:
+    """Derived values for the plan table: the LR and weight decay an LR law gives (its a, b are in the YAML)."""
+    return {f"{path} (law)": f"{value:.3g}" for path, value in derived.items() if "lr_law" not in path}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -125,14 +131,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- one trial
 def cmd_train(args: argparse.Namespace) -> int:
-    config = _load_trial(args.trial)
+    given = _load_trial(args.trial)
+    config = given.resolved()
     from orchestrator.tracking import ROLE, TRIAL_KEY, MlflowSink, Tracker, resolve_tracking_uri, trial_params
 
     tracker = Tracker(resolve_tracking_uri(args.tracking_uri))
     experiment_id = tracker.experiment_id(args.experiment)
     tags = {ROLE: "trial", TRIAL_KEY: config.trial_key()}
     run_id = tracker.client.create_run(experiment_id, run_name=Path(args.trial).stem, tags=tags).info.run_id
-    tracker.log_params(run_id, trial_params(config))
+    from orchestrator.expand import derived_values
+
+    tracker.log_params(run_id, {**trial_params(config), **derived_values(given, config)})
     print(f"training {args.trial} (trial_key {config.trial_key()}) -> MLflow {tracker.uri}, run {run_id}")
     try:
         from mm1core.train import train_trial
@@ -196,7 +205,7 @@ def _load_trial(path: str) -> Any:
 
     try:
         raw = read_yaml(Path(path))
-        return TrialConfig.model_validate(raw).resolved()
+        return TrialConfig.model_validate(raw)
     except SpecError as exc:
         raise BadInput(f"{path}: {exc}") from None
     except ValidationError as exc:
@@ -218,7 +227,6 @@ def _report_dir(args: argparse.Namespace) -> Path:
 def cmd_fit_lr(args: argparse.Namespace) -> int:
     """MM1's LR scaling law (Sec. 3.4, Fig. 6) fitted to the finished trials' best LR per decoder size."""
     from dashboards.lrfit import draw_law, fit_law, format_law
-
     from dashboards.runs import latest_per_trial
 
     store = _store(args)
@@ -256,7 +264,6 @@ def cmd_plots(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """A pivot of finished trials: one row per value of the --by keys, seeds averaged (mean, std, n)."""
     from dashboards.compare import compare_table, default_metrics, format_compare
-
     from dashboards.runs import latest_per_trial
 
     store = _store(args)
@@ -396,6 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mm1: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head`: stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - one line for users; MM1_DEBUG=1 shows the traceback
         if os.environ.get("MM1_DEBUG"):
             raise

@@ -10,12 +10,12 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from mm1core.config import TrialConfig, describe_errors, set_path
+from mm1core.config import LRLaw, TrialConfig, describe_errors, set_path
 from orchestrator.spec import SpecError, SweepSpec
 
 
@@ -25,11 +25,34 @@ class Trial:
     key: str
     config: TrialConfig  # resolved: no "auto" left
     varied: dict[str, Any]  # dotted path -> value, for the axes of this sweep
+    derived: dict[str, Any] = field(default_factory=dict)  # values computed per trial: an LR law's LR and its a, b
 
     @property
     def label(self) -> str:
-        """Short human name: the varied values by their last path component."""
-        return ",".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value in self.varied.items()) or "base"
+        """The MLflow run name: the varied values, short and in axis order, then the seed
+        (``c-abstractor/144tok/336px/s0``), so the UI's run list and compare view read at a glance."""
+        parts = [short_value(path, value) for path, value in self.varied.items() if path != "train.seed"]
+        return "/".join([*parts, f"s{self.config.train.seed}"])
+
+
+_UNITS = {"num_tokens": "tok", "resolution": "px", "max_steps": "steps", "batch_size": "bs", "seq_len": "len"}
+
+
+def short_value(path: str, value: Any) -> str:
+    """One varied value as a run-name part: names as they are, sizes with a unit, other numbers and switches
+    with their field name (``lr0.003``, ``synthetic_captions`` / ``no-synthetic_captions``)."""
+    field = path.rsplit(".", 1)[-1]
+    if value is None or isinstance(value, bool):
+        return field if value else f"no-{field}"
+    if isinstance(value, (int, float)):
+        return f"{value:g}{_UNITS[field]}" if field in _UNITS else f"{field}{value:g}"
+    if isinstance(value, dict):
+        return (
+            f"{field}(" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()) + ")"
+        )
+    if isinstance(value, list):
+        return f"{field}{json.dumps(value, separators=(',', ':'))}"
+    return str(value)
 
 
 def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +96,18 @@ def _same(have: Any, want: Any) -> bool:
     return have == want
 
 
+def derived_values(given: TrialConfig, config: TrialConfig) -> dict[str, Any]:
+    """With ``train.lr: {law: ...}``: the law's coefficients and the LR and weight decay it gives this trial."""
+    if not isinstance(given.train.lr, LRLaw):
+        return {}
+    return {
+        "train.lr_law.a": given.train.lr.law.a,
+        "train.lr_law.b": given.train.lr.law.b,
+        "train.lr": config.train.lr,
+        "train.weight_decay": config.train.weight_decay,
+    }
+
+
 def expand(spec: SweepSpec) -> list[Trial]:
     """The sweep's trials; raises ``SpecError`` naming every combination that is invalid as a whole."""
     varied_paths = [*spec.grid, *spec.zip] + (["train.seed"] if len(seeds_of(spec)) > 1 else [])
@@ -80,7 +115,8 @@ def expand(spec: SweepSpec) -> list[Trial]:
     problems: list[str] = []
     for overrides in combinations(spec):
         try:
-            config = TrialConfig.model_validate(with_overrides(spec.base, overrides)).resolved()
+            given = TrialConfig.model_validate(with_overrides(spec.base, overrides))
+            config = given.resolved()
         except ValidationError as exc:
             where = ", ".join(f"{p}={overrides[p]}" for p in varied_paths)
             problems += [f"trial ({where}): {line}" for line in describe_errors(exc)]
@@ -88,7 +124,8 @@ def expand(spec: SweepSpec) -> list[Trial]:
         if is_excluded(overrides, config, spec.exclude):
             continue
         varied = {path: overrides[path] for path in varied_paths}
-        trials.append(Trial(index=len(trials), key=config.trial_key(), config=config, varied=varied))
+        trial = Trial(len(trials), config.trial_key(), config, varied, derived_values(given, config))
+        trials.append(trial)
     if problems:
         raise SpecError("\n".join(dict.fromkeys(problems)))
     _check_distinct(trials)

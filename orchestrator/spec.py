@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mm1core.config import TrialConfig, describe_error_items, describe_errors, path_problem
+from mm1core.config import UNION_TAGS, TrialConfig, describe_error_items, describe_errors, path_problem
 
 
 class SpecError(ValueError):
@@ -184,6 +184,10 @@ def _one_value_problems(base: dict[str, Any], path: str, value: Any, where: str)
     except ValidationError as exc:
         # Field-level errors on this very path are the value's own fault; cross-field checks depend on the
         # other axes too and are reported per trial by the expansion.
-        own = [{**item, "loc": ()} for item in exc.errors() if ".".join(map(str, item["loc"])) == path]
+        own = []
+        for item in exc.errors():
+            loc = tuple(part for part in item["loc"] if part not in UNION_TAGS)
+            if ".".join(map(str, loc[: len(path.split("."))])) == path:
+                own.append({**item, "loc": loc[len(path.split(".")) :]})
         return describe_error_items(own, where)
     return []

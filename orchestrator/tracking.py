@@ -105,7 +105,7 @@ class Tracker:
     def start_trial_run(self, experiment_id: str, parent_id: str, sweep: str, trial: Trial) -> str:
         tags = {MLFLOW_PARENT_RUN_ID: parent_id, ROLE: "trial", SWEEP: sweep, TRIAL_KEY: trial.key}
         run = self.client.create_run(experiment_id, run_name=trial.label, tags=tags)
-        self.log_params(run.info.run_id, trial_params(trial.config))
+        self.log_params(run.info.run_id, {**trial_params(trial.config), **trial.derived})
         return run.info.run_id
 
     # ------------------------------------------------------------------ writing

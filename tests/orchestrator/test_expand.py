@@ -101,3 +101,51 @@ def test_combination_errors_name_the_trial():
 def test_impossible_token_count_is_an_error():
     with pytest.raises(SpecError, match="avg-pool cannot give 5 tokens: not a square number"):
         expand(parse_spec({"name": "x", "grid": {"model.connector.num_tokens": [4, 5]}}))
+
+
+def test_run_names_are_the_varied_values_and_the_seed():
+    spec = {
+        "name": "names",
+        "grid": {
+            "model.connector.type": ["avg-pool", "c-abstractor"],
+            "model.connector.num_tokens": [4, 16],
+            "model.encoder.resolution": [32, 64],
+            "train.lr": [3e-3],
+            "data.synthetic_captions": [True, False],
+        },
+        "seeds": [0, 1],
+    }
+    labels = [t.label for t in expand(parse_spec(spec))]
+    assert labels[0] == "avg-pool/4tok/32px/lr0.003/synthetic_captions/s0"
+    assert labels[3] == "avg-pool/4tok/32px/lr0.003/no-synthetic_captions/s1"
+    assert len(set(labels)) == len(labels)
+    assert expand(parse_spec({"name": "one"}))[0].label == "s0"
+
+
+def test_section_valued_axes_name_runs_compactly():
+    mixtures = [{"caption": 1.0, "interleaved": 0.0, "text": 0.0}, {"caption": 0.5, "interleaved": 0.5, "text": 0.0}]
+    labels = [t.label for t in expand(parse_spec({"name": "m", "grid": {"data.mixture": mixtures}}))]
+    assert labels == ["mixture(caption=1,interleaved=0,text=0)/s0", "mixture(caption=0.5,interleaved=0.5,text=0)/s0"]
+
+
+def test_lr_law_resolves_per_trial_and_is_carried_as_derived_values():
+    spec = {
+        "name": "scale-up",
+        "base": {"train": {"lr": {"law": {"a": -0.4214, "b": -0.5535}}}},
+        "grid": {"model.decoder.name": ["lm-nano", "lm-small"]},
+    }
+    small, large = expand(parse_spec(spec))
+    assert small.config.train.lr > large.config.train.lr
+    assert small.derived["train.lr"] == small.config.train.lr
+    assert small.derived["train.weight_decay"] == pytest.approx(0.1 * small.config.train.lr)
+    assert small.derived["train.lr_law.a"] == -0.4214
+    assert expand(parse_spec({"name": "plain"}))[0].derived == {}
+
+
+def test_lr_law_as_a_grid_value_beside_fixed_lrs():
+    spec = {"name": "g", "grid": {"train.lr": [1e-3, {"law": {"a": -0.4214, "b": -0.5535}}]}}
+    fixed, law = expand(parse_spec(spec))
+    assert fixed.config.train.lr == 1e-3 and law.config.train.lr != 1e-3 and law.derived
+    bad = {"name": "g", "grid": {"train.lr": [1e-3, {"law": {"a": 1}}]}}
+    with pytest.raises(SpecError, match=r"grid.train.lr\[1\].law.b: required field is missing"):
+        parse_spec(bad)

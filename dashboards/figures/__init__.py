@@ -1,0 +1,1 @@
+"""Drawing helpers of ``dashboards.plots``: the shared style and chart primitives."""
