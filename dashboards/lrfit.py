@@ -38,11 +38,15 @@ SHOWN_METRICS = 10
 
 @dataclass(frozen=True)
 class _Size:
-    """One model size's LR grid: ascending ``log_lrs`` and, per LR, the metric of each of its runs (seeds)."""
+    """One model size's LR grid: ascending ``lrs`` and, per LR, the metric of each of its runs (seeds)."""
 
     n: float
-    log_lrs: np.ndarray
+    lrs: np.ndarray
     runs: tuple[np.ndarray, ...]
+
+    @property
+    def log_lrs(self) -> np.ndarray:
+        return np.log(self.lrs)
 
     def means(self) -> np.ndarray:
         return np.array([values.mean() for values in self.runs])
@@ -70,8 +74,13 @@ def optimal_lr(lrs: Sequence[float], values: Sequence[float], mode: str) -> tupl
     if not (np.all(lrs_array > 0) and np.all(np.isfinite(lrs_array)) and np.all(np.isfinite(values_array))):
         raise ValueError("optimal_lr: LRs must be finite and > 0, values finite")
     order = np.argsort(lrs_array, kind="stable")
-    log_lr, metric, edge = _optima(np.log(lrs_array[order]), values_array[order][None, :], mode)
-    return float(np.exp(log_lr[0])), float(metric[0]), bool(edge[0])
+    grid = lrs_array[order]
+    log_grid = np.log(grid)
+    log_lr, metric, edge = _optima(log_grid, values_array[order][None, :], mode)
+    # An unrefined optimum is returned as the grid LR itself (as logged), not as exp(log(lr)) one ulp away.
+    on_grid = np.flatnonzero(log_grid == log_lr[0])
+    lr = grid[on_grid[0]] if on_grid.size else np.exp(log_lr[0])
+    return float(lr), float(metric[0]), bool(edge[0])
 
 
 def _optima(log_lrs: np.ndarray, means: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -138,7 +147,7 @@ def _fit(frame: pd.DataFrame, metric: str, mode: str, n_boot: int, seed: int) ->
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     sizes = _sizes(frame, metric)
-    optima = [optimal_lr(np.exp(size.log_lrs), size.means(), mode) for size in sizes]
+    optima = [optimal_lr(size.lrs, size.means(), mode) for size in sizes]
     log_n = np.log([size.n for size in sizes])
     log_lr = np.log([lr for lr, _, _ in optima])
     a, b = (float(v[0]) for v in _line(log_n[None, :], log_lr[None, :]))
@@ -219,7 +228,7 @@ def _sizes(frame: pd.DataFrame, metric: str) -> list[_Size]:
 def _size(n: float, group: pd.DataFrame) -> _Size:
     cells = list(group.groupby("lr", sort=True)["value"])
     lrs = np.array([lr for lr, _ in cells], dtype=float)
-    return _Size(float(n), np.log(lrs), tuple(values.to_numpy(dtype=float) for _, values in cells))
+    return _Size(float(n), lrs, tuple(values.to_numpy(dtype=float) for _, values in cells))
 
 
 def _usable_runs(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -290,7 +299,7 @@ def draw_law(
 def _draw_grid(figure: Any, axes: Any, fit: _Fit, metric: str, mode: str) -> None:
     """Every (N, lr) cell tried, faint, coloured by its seed-mean metric; the brightest colour is always best."""
     n = np.concatenate([np.full(size.log_lrs.size, size.n) for size in fit.sizes])
-    lr = np.exp(np.concatenate([size.log_lrs for size in fit.sizes]))
+    lr = np.concatenate([size.lrs for size in fit.sizes])
     value = np.concatenate([size.means() for size in fit.sizes])
     cmap = "viridis" if mode == "max" else "viridis_r"
     dots = axes.scatter(n, lr, c=value, cmap=cmap, s=28, alpha=0.6, linewidths=0, zorder=2, label="grid runs")

@@ -118,9 +118,9 @@ def make_report(store: Any, experiment: str, sweep: str | None, out: Path) -> Re
     parent runs. Raises DashboardError when the experiment (or sweep) has no finished trial runs."""
     from dashboards.report import write_index
 
+    frame = latest_per_trial(store.trials(experiment, sweep))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    frame = latest_per_trial(store.trials(experiment, sweep))
     sweeps = [_prepare(tag, group, experiment, out, store) for tag, group in frame.groupby("sweep", sort=True)]
     figures: list[Figure] = []
     skipped: list[tuple[str, str]] = []
@@ -227,6 +227,7 @@ def _held(s: Sweep) -> str:
 def _suptitle(fig: Any, title: str, s: Sweep) -> str:
     full = f"{title} (sweep {s.label})"
     fig.suptitle(full, fontweight="bold")
+    fig.set_figwidth(max(fig.get_figwidth(), 0.12 * len(full) + 0.6))  # the bold title fits the figure
     return full
 
 
@@ -251,9 +252,9 @@ def draw_encoders(s: Sweep) -> Figure:
     fig = charts.new_figure(max(width, 6.0), 1.35 + 0.42 * len(rows))
     ax = fig.subplots()
     charts.number_table(fig, ax, rows, [metric_label(m) for m in shots], cells)
-    ax.set_xlabel(f"{PERCENT}, mean ± std over seeds; darker = higher within a column")
+    ax.set_xlabel(f"{PERCENT}, mean ± std over seeds")
     title = _suptitle(fig, "Table 1 - image encoder x resolution ablation", s)
-    return _finish(s, "encoders", title, fig, table, shots)
+    return _finish(s, "encoders", title, fig, table, shots, "Shading: darker = higher within a column.")
 
 
 def draw_connectors(s: Sweep) -> Figure:
@@ -266,8 +267,8 @@ def draw_connectors(s: Sweep) -> Figure:
         t for t in found if t not in ("avg-pool", "attn-pool", "c-abstractor")
     ]
     cells = {(combo_label(r, ctx, "\n"), r[CONNECTOR], m): _cell(r, m) for _, r in table.iterrows() for m in shots}
-    panel_w = max(3.4, 0.32 * len(groups) * len(types) + 1.2)
-    fig, axes = charts.panel_grid(len(shots), panel_w, 3.3, max_cols=3 if panel_w < 5 else 2)
+    panel_w = max(3.4, 0.26 * len(groups) * len(types) + 1.0)
+    fig, axes = charts.panel_grid(len(shots), panel_w, 3.4, max_cols=3 if panel_w <= 5.5 else 2)
     for ax, metric in zip(axes, shots, strict=True):
         charts.grouped_bars(
             ax, groups, types,
@@ -396,7 +397,10 @@ def draw_resolution(s: Sweep) -> Figure:
     shots = s.need(s.shots)
     ctx = s.context([ENCODER_RES, "model.highres.resolution", MODE])
     table = seed_average(s.frame, [MODE, *ctx, RESOLUTION], shots)
+    order = {mode: i for i, mode in enumerate(HIGHRES_MARKERS)}
     keys = list(dict.fromkeys((r[MODE], combo_label(r, ctx)) for _, r in table.iterrows()))
+    keys.sort(key=lambda key: order.get(key[0], len(order)))
+    modes = {mode for mode, _ in keys}
     note = ""
     if len(keys) > MAX_CURVES // 2:
         note, keys = f" Showing {MAX_CURVES // 2} of {len(keys)} lines.", keys[: MAX_CURVES // 2]
@@ -413,7 +417,7 @@ def draw_resolution(s: Sweep) -> Figure:
             if not points:
                 continue
             colour = series_colour(i, len(keys))
-            label = HIGHRES_LABELS.get(mode, mode) + (f" · {combo}" if ctx else "")
+            label = " · ".join([HIGHRES_LABELS.get(mode, mode)] * (len(modes) > 1 or not ctx) + [combo] * bool(ctx))
             ax.errorbar(
                 [x for x, _ in points], [c[0] for _, c in points],
                 yerr=[float(charts.yerr(c[1], c[2])) for _, c in points],
@@ -426,7 +430,10 @@ def draw_resolution(s: Sweep) -> Figure:
         ax.set_ylabel(PERCENT if ax is axes[0] else "")
         ax.set_title(metric_label(metric))
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3), frameon=False)
+    legend_title = "" if len(modes) > 1 or not ctx else f"high-res mode: {HIGHRES_LABELS.get(next(iter(modes)))}"
+    fig.legend(
+        handles, labels, loc="outside lower center", ncols=min(len(labels), 3), frameon=False, title=legend_title
+    )
     title = _suptitle(fig, "Fig. 7b - impact of image resolution", s)
     return _finish(s, "resolution", title, fig, table, shots, "Resolution of the image (with high-res modes)." + note)
 

@@ -88,22 +88,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\n" + format_table(table))
     if outcome.ran_keys:
         print(overhead_line(table, outcome.ran_keys, outcome.wall_seconds, outcome.concurrency))
-    _where_to_look(tracker.uri, spec.experiment, Path.cwd() / ".mm1" / "checkpoints" / spec.name)
+    report = _sweep_report(tracker.uri, spec.experiment, spec.name)
+    _where_to_look(tracker.uri, spec.experiment, Path.cwd() / ".mm1" / "checkpoints" / spec.name, report)
     if outcome.failed:
         print(f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}", file=sys.stderr)
         return EXIT_TRIALS_FAILED
     return EXIT_OK
 
 
-def _where_to_look(uri: str, experiment: str, checkpoints: Path | None = None) -> None:
+def _sweep_report(uri: str, experiment: str, sweep: str) -> Path | None:
+    """The sweep's plots and index.html (as ``mm1 plots`` writes them); a sweep never fails for want of a plot."""
+    from dashboards.plots import make_report
+    from dashboards.runs import Store
+
+    out = Path(".mm1") / "reports" / sweep
+    try:
+        return make_report(Store(uri), experiment, sweep, out.resolve()).index
+    except Exception as exc:  # noqa: BLE001 - e.g. no trial finished: say so, keep the exit code of the trials
+        print(f"\nplots not written: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return None
+
+
+def _where_to_look(uri: str, experiment: str, checkpoints: Path | None = None, report: Path | None = None) -> None:
     venv_mlflow = Path(sys.executable).parent / "mlflow"
     mlflow_bin = venv_mlflow if venv_mlflow.exists() else "mlflow"
     print("\nWhere to look:")
     if uri.startswith("sqlite:") or uri.startswith("file:"):
-        print(f"  MLflow UI:  {mlflow_bin} ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
+        print(
+            f"  MLflow UI:  {mlflow_bin} ui --backend-store-uri {uri} --host 127.0.0.1   (then open http://127.0.0.1:5000)"
+        )
     else:
         print(f"  MLflow UI:  {uri}")
     print(f"  experiment {experiment!r}: the sweep is a parent run; each trial a nested child run")
+    if report is not None:
+        print(f"  plots:      {report}   (redraw: mm1 plots --experiment {experiment} --sweep {report.parent.name})")
     if checkpoints is not None and checkpoints.is_dir():
         print(f"  trained models: {checkpoints}/<trial_key>.pt   (evaluate one again: mm1 eval CHECKPOINT)")
 

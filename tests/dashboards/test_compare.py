@@ -11,6 +11,7 @@ from dashboards import DashboardError
 from dashboards.compare import compare_table, default_metrics, format_compare
 from dashboards.runs import Store, latest_per_trial, parse_param, varied_params
 from tests.conftest import run_mm1
+from tests.dashboards.conftest import FakeStore
 
 SCORES = {  # (connector, tokens) -> per-seed 4-shot averages
     ("avg-pool", 4): [30.0, 34.0],
@@ -36,8 +37,9 @@ def connector_trials() -> list[dict]:
     return trials
 
 
-@pytest.fixture
-def store(fake_store) -> Store:
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    fake_store = FakeStore(tmp_path_factory.mktemp("compare"))
     fake_store.add_sweep("ablations", "connector", connector_trials())
     fake_store.add_sweep("ablations", "other", [{"params": {"train.lr": 0.1}, "metrics": {"eval/avg/4shot": 1.0}}])
     fake_store.add_sweep("ablations", "broken", [{"params": {"train.lr": 0.1}, "status": "FAILED"}])
@@ -94,17 +96,18 @@ def test_bad_keys_and_metrics_are_named(store: Store, by: str, metric: str | Non
     assert str(caught.value).startswith(expected)
 
 
-def test_cli_prints_the_pivot_and_writes_csv(fake_store, tmp_path: Path) -> None:
-    fake_store.add_sweep("ablations", "connector", connector_trials())
+def test_cli_prints_the_pivot_and_writes_csv(store: Store, tmp_path: Path) -> None:
     csv = tmp_path / "table.csv"
-    args = ["compare", "--experiment", "ablations", "--tracking-uri", fake_store.uri, "--by", "model.connector.type"]
-    result = run_mm1(*args, "--metric", "eval/avg/4shot", "--csv", str(csv), cwd=tmp_path)
+    args = ["compare", "--experiment", "ablations", "--tracking-uri", store.uri, "--by", "model.connector.type"]
+    result = run_mm1(*args, "--sweep", "connector", "--metric", "eval/avg/4shot", "--csv", str(csv), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "c-abstractor" in result.stdout and "39.000 ± 8.165" in result.stdout
     table = pd.read_csv(csv)
     assert table["eval/avg/4shot"].tolist() == pytest.approx([36.5, 39.0]) and table["runs"].tolist() == [4, 4]
+    only = run_mm1(*args, "--sweep", "other", cwd=tmp_path)
+    assert only.returncode == 2 and "--by: no param 'model.connector.type'" in only.stderr
 
-    missing = run_mm1("compare", "--experiment", "nope", "--tracking-uri", fake_store.uri, "--by", "x", cwd=tmp_path)
+    missing = run_mm1("compare", "--experiment", "nope", "--tracking-uri", store.uri, "--by", "x", cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().splitlines()[-1].startswith("mm1: error: --experiment: no experiment 'nope'")
     nostore = run_mm1(
