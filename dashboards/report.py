@@ -97,10 +97,10 @@ def _section(out: Path, anchor: str, figure: Any) -> str:
     png, svg, csv = by_suffix.get(".png"), by_suffix.get(".svg"), by_suffix.get(".csv")
     image = ""
     if png:
-        img = f'<img src="{e(png)}" alt="{e(figure.title)}" loading="lazy">'
+        img = f'<img src="{e(png)}" alt="{e(figure.title)}">'
         image = f'<a href="{e(svg)}">{img}</a>' if svg else img
-    links = [f'<a href="{e(path)}">{label}</a>' for path, label in ((svg, "SVG"), (png, "PNG"), (csv, "data (CSV)"))]
-    links = [link for link, path in zip(links, (svg, png, csv), strict=True) if path]
+    pairs = ((svg, "SVG"), (png, "PNG"), (csv, "data (CSV)"))
+    links = [f'<a href="{e(path)}">{label}</a>' for path, label in pairs if path]
     shown = figure.display if getattr(figure, "display", None) is not None else figure.table
     table = _table(shown)
     note = ""

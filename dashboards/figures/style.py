@@ -47,11 +47,7 @@ SERIES_COLOURS = [
     "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#8C564B", "#7F7F7F", "#BCBD22", "#000000",
 ]  # fmt: skip
 HIGHRES_MARKERS = {"none": "o", "interpolate": "s", "subimage": "^"}
-HIGHRES_LABELS = {
-    "none": "native (image = encoder res.)",
-    "interpolate": "interpolated pos. emb.",
-    "subimage": "sub-images",
-}
+HIGHRES_LABELS = {"none": "native (no high-res)", "interpolate": "interpolated pos. emb.", "subimage": "sub-images"}
 
 SHOT = re.compile(r"^eval/avg/(\d+)shot$")
 TEXTCORE = "eval/textcore"
@@ -78,6 +74,8 @@ UNIT_FORMATS = {
     "model.highres.resolution": "{} px high-res",
     "image resolution": "{} px",
     "train.lr": "lr {}",
+    "cap/int": "caption/interleaved {}",
+    "image:text": "image:text {}",
 }
 
 
@@ -135,6 +133,8 @@ def connector_colour(name: str, order: Sequence[str]) -> str:
 def series_colour(index: int, count: int) -> str:
     if count <= len(SERIES_COLOURS):
         return SERIES_COLOURS[index]
+    if count <= 20:  # pairs of a dark and a light shade: neighbours (differing in the last param) share a hue
+        return matplotlib.colormaps["tab20"](index)
     return matplotlib.colormaps["turbo"](0.05 + 0.9 * index / max(count - 1, 1))
 
 
@@ -155,7 +155,7 @@ def value_label(param: str, value: Any) -> str:
     if param == "data.synthetic_captions":
         return f"synthetic captions {'on' if value else 'off'}"
     if param == "model.highres.mode":
-        return HIGHRES_LABELS.get(value, str(value)).split(" (")[0]
+        return {"none": "no high-res", "interpolate": "interpolated", "subimage": "sub-images"}.get(value, str(value))
     if param in BARE:
         return fmt_number(value)
     if param in UNIT_FORMATS and fmt_number(value) != "-":

@@ -58,6 +58,20 @@ def test_sweep_succeeds_and_prints_where_to_look(swept):
     assert "per-trial overhead" in result.stdout
     assert "trained models: " in result.stdout and "mm1 eval CHECKPOINT" in result.stdout
     assert result.stdout.count("FINISHED") >= 2  # the summary table, one line per trial
+    assert "mm1 plots --experiment e2e-exp --sweep e2e" in result.stdout
+
+
+def test_sweep_writes_its_report_and_names_runs_by_varied_values(swept):
+    workdir = swept[0]
+    index = workdir / ".mm1" / "reports" / "e2e" / "index.html"
+    assert index.is_file() and "learning" in index.read_text().lower()
+    assert any((workdir / ".mm1" / "reports" / "e2e").glob("learning-curves-e2e.png"))
+    client, runs = _runs(workdir)
+    children = [r for r in runs if r.data.tags.get("mm1.role") == "trial"]
+    assert {c.info.run_name for c in children} == {"lr0.001/s0", "lr0.003/s0"}
+    parent = next(r for r in runs if r.data.tags.get("mm1.role") == "sweep")
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "dashboards")}
+    assert "dashboards/index.html" in logged and "dashboards/learning-curves-e2e.png" in logged
 
 
 def test_parent_and_nested_children(swept):
