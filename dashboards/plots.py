@@ -73,15 +73,20 @@ class Report:
 
 
 # --------------------------------------------------------------------------------------------------- report
-def make_report(store: Any, experiment: str, sweep: str | None, out: Path) -> Report:
+def make_report(
+    store: Any, experiment: str, sweep: str | None, out: Path, lr_metric: str | None = None, lr_mode: str = "max"
+) -> Report:
     """Draws every figure the runs allow into ``out``, writes ``out/index.html`` and logs both to the sweeps'
-    parent runs. Raises DashboardError when the experiment (or sweep) has no finished trial runs."""
+    parent runs. Raises DashboardError when the experiment (or sweep) has no finished trial runs.
+    ``lr_metric``/``lr_mode`` pick Fig. 6's best LR per size (default: the largest-k shot average, highest)."""
     from dashboards.report import write_index
 
     frame = latest_per_trial(store.trials(experiment, sweep))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sweeps = [_prepare(tag, group, experiment, out, store) for tag, group in frame.groupby("sweep", sort=True)]
+    for s in sweeps:
+        s.lr_metric, s.lr_mode = lr_metric, lr_mode
     figures: list[Figure] = []
     skipped: list[tuple[str, str]] = []
     for name, reason, applies, draw in KINDS:

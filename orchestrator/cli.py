@@ -270,7 +270,7 @@ def cmd_plots(args: argparse.Namespace) -> int:
 
     store = _store(args)
     out = _report_dir(args)
-    report = make_report(store, args.experiment, args.sweep, out)
+    report = make_report(store, args.experiment, args.sweep, out, args.lr_metric, args.lr_mode)
     for figure in report.figures:
         print(f"  drawn    {figure.name:22s} {figure.title}")
     for name, reason in report.skipped:
@@ -359,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     plots = verbs.add_parser("plots", help="regenerate the lesson plots and an index.html from MLflow")
     _read_back_options(plots)
+    plots.add_argument("--lr-metric", default=None, help="Fig. 6: metric picking the best LR (default: largest k-shot)")
+    plots.add_argument("--lr-mode", choices=("max", "min"), default="max", help="Fig. 6: best = highest or lowest")
     plots.set_defaults(func=cmd_plots)
 
     compare = verbs.add_parser("compare", help="table of finished trials by one or more params, seeds averaged")

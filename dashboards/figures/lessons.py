@@ -66,6 +66,8 @@ class Sweep:
     out: Path
     store: Any
     shots: list[str] = field(default_factory=list)
+    lr_metric: str | None = None  # Fig. 6's selection metric (default: the largest-k shot average, as MM1)
+    lr_mode: str = "max"
 
     @property
     def metrics(self) -> list[str]:  # Fig. 5's four: TextCore, then k-shot averages
@@ -293,13 +295,12 @@ def draw_synthetic(s: Sweep) -> Figure:
 
 
 def draw_lr_scaling(s: Sweep) -> Figure:
-    shots = s.need(s.shots)
     try:
         from dashboards.lrfit import draw_law, fit_law
     except ImportError as exc:
         raise DashboardError(f"dashboards.lrfit is not available ({exc})") from None
-    metric = shots[-1]
-    result = fit_law(s.raw, metric, "max")
+    metric = s.lr_metric or s.need(s.shots)[-1]
+    result = fit_law(s.raw, metric, s.lr_mode)
     stem = f"lr-scaling-{re.sub(r'[^A-Za-z0-9._-]+', '_', s.label)}"
     files = [Path(p) for p in draw_law(result, s.raw, metric, s.out, stem=stem)]
     table = pd.DataFrame(result.get("points", []))
@@ -311,7 +312,8 @@ def draw_lr_scaling(s: Sweep) -> Figure:
         fit = f" Fit: lr = exp({a:.4g} ln N {'-' if b < 0 else '+'} {abs(b):.4g}), R² = {result['r2']:.3f}."
     caption = (
         f"Sweep {s.label}: {len(s.raw)} run(s), {_seeds(s.raw)} seed(s). Best peak LR per decoder size by "
-        f"{metric_label(metric)} ({metric}), fitted in log space as MM1 Eq. 1.{fit}"
+        f"{metric_label(metric)} ({metric}, {'highest' if s.lr_mode == 'max' else 'lowest'}), fitted in log space as "
+        f"MM1 Eq. 1.{fit}"
     )
     title = f"Fig. 6 - optimal peak LR vs decoder size (sweep {s.label})"
     return Figure("lr-scaling", title, [*files, csv], {s.tag}, table, caption, len(s.raw), _seeds(s.raw))

@@ -332,3 +332,16 @@ def test_seed_average_columns_are_what_the_index_shows(report: Report):
     figure = drawn(report, "data-synthetic", "synthetic")
     csv = pd.read_csv(figure.files[2])
     assert_series_equal(csv["eval/avg/0shot"], figure.table["eval/avg/0shot"], check_names=False)
+
+
+def test_lr_scaling_metric_and_mode_can_be_chosen(lessons, tmp_path: Path):
+    store, _ = lessons
+    # eval/loss falls as the 4-shot score rises: its minimum sits at the same LR per size
+    report = make_report(Store(store.uri), EXPERIMENT, "lr", tmp_path / "loss", lr_metric="eval/loss", lr_mode="min")
+    figure = drawn(report, "lr-scaling", "lr")
+    best = figure.table.set_index("n")["lr"].to_dict()
+    assert best == {n: pytest.approx(0.2 * n**-0.42, rel=1e-6) for n in DECODER_N.values()}
+    assert "eval/loss, lowest" in figure.caption
+    missing = make_report(Store(store.uri), EXPERIMENT, "lr", tmp_path / "none", lr_metric="eval/nothing")
+    reason = dict(missing.skipped)["lr-scaling"]
+    assert reason.startswith("sweep lr: --metric: no finished run logged 'eval/nothing'")
