@@ -27,7 +27,7 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path: Path):
     (tmp_path / "faulty.yaml").write_text(yaml.safe_dump(spec))
     result = run_mm1("sweep", "run", "faulty.yaml", cwd=tmp_path)
     assert result.returncode == 3, result.stderr[-3000:]
-    assert "1 trial(s) failed: shots=[64]" in result.stderr
+    assert "1 trial(s) failed: shots[64]/s0" in result.stderr
     assert "FAILED" in result.stdout and "FINISHED" in result.stdout
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
