@@ -6,11 +6,14 @@ Every omitted field takes its default. Torch-free, so validating thousands of tr
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import math
 import re
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +44,37 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# ---------------------------------------------------------------------------------------------- paths
+_PATHS_RELATIVE_TO: contextvars.ContextVar[Path | None] = contextvars.ContextVar("paths_relative_to", default=None)
+
+
+@contextlib.contextmanager
+def paths_relative_to(directory: str | Path) -> Iterator[Path]:
+    """Inside, a relative path in a config resolves against ``directory`` (the folder of the spec or trial file
+    being read) rather than the working directory, so a sweep file finds its data wherever ``mm1`` is run."""
+    folder = Path(directory).expanduser().resolve()
+    token = _PATHS_RELATIVE_TO.set(folder)
+    try:
+        yield folder
+    finally:
+        _PATHS_RELATIVE_TO.reset(token)
+
+
+def local_path(text: str) -> Path:
+    """``text`` as an absolute path: ``~`` expanded, a relative path joined onto the ``paths_relative_to``
+    folder (else the working directory), symlinks resolved. Absolute, so a trial running in Ray's working
+    directory finds the same file. ``ValueError`` (one line) for text no file system can hold."""
+    if "\0" in text:
+        raise ValueError(f"{text!r}: a path cannot contain a NUL character")
+    try:
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = (_PATHS_RELATIVE_TO.get() or Path.cwd()) / path
+        return path.resolve()
+    except (OSError, RuntimeError) as error:  # e.g. an unknown ~user, a name too long, a symlink loop
+        raise ValueError(f"{text!r} is not a usable path ({type(error).__name__}: {error})") from None
+
+
 def _registered(registry: Registry[Any], name: str) -> str:
     if name not in registry:
         raise ValueError(registry.unknown_message(name))
@@ -57,8 +91,7 @@ def _component_name(registry: Registry[Any], name: str) -> str:
 
 
 def _checkpoint_path(path: str | None) -> str | None:
-    """Absolute, so a trial running in Ray's working directory finds the same file."""
-    return None if path is None else str(Path(path).expanduser().resolve())
+    return None if path is None else str(local_path(path))
 
 
 class EncoderConfig(StrictModel):
@@ -291,7 +324,7 @@ class DataConfig(StrictModel):
             if where == "synthetic":
                 resolved[stream] = where
                 continue
-            path = str(Path(where).expanduser().resolve())
+            path = str(local_path(where))
             problem = source_problem(stream, path)
             if problem:
                 raise ValueError(f"{stream}: {problem}")
@@ -304,7 +337,7 @@ class DataConfig(StrictModel):
         from mm1core.data.tokenizer import tokenizer_problem
 
         if name not in ("world", "bytes"):
-            name = str(Path(name).expanduser().resolve())
+            name = str(local_path(name))
         problem = tokenizer_problem(name)
         if problem:
             raise ValueError(problem)
@@ -351,7 +384,7 @@ class LRLaw(StrictModel):
             if not isinstance(law, (dict, LawCoefficients)):
                 raise ValueError("expected {a: ..., b: ...} or the path of a fit.json (mm1 fit-lr)")
             return law
-        path = Path(law).expanduser().resolve()
+        path = local_path(law)
         try:
             fit = json.loads(path.read_text())
         except FileNotFoundError:
@@ -383,6 +416,9 @@ class TrainConfig(StrictModel):
     vision_lr_scale: float = Field(0.3, gt=0, le=10)
     seed: int = Field(0, ge=0)
     log_every_n_steps: int = Field(10, gt=0)
+    # The whole training state is saved every n steps while a trial runs (and removed when it finishes), so a
+    # retried or re-run trial resumes from it; null: never (a retry starts from scratch).
+    checkpoint_every_n_steps: int | None = Field(100, gt=0)
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
 
     @field_validator("weight_decay")
@@ -417,7 +453,7 @@ class FileTask(StrictModel):
     def _exists(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        path = Path(value).expanduser().resolve()
+        path = local_path(value)
         if not path.exists():
             raise ValueError(f"{path} does not exist")
         return str(path)
@@ -467,7 +503,7 @@ class EvalConfig(StrictModel):
             if entry == "world":
                 resolved.append(entry)
                 continue
-            path = Path(entry).expanduser().resolve()
+            path = local_path(entry)
             if not path.is_file():
                 raise ValueError(f"{path} is not a file (a jsonl of context / choices / answer)")
             resolved.append(str(path))
@@ -487,6 +523,11 @@ class EvalConfig(StrictModel):
 
 
 # ---------------------------------------------------------------------------------------------- trial
+# Fields that change how a trial runs, not what it learns: left out of trial_key, so changing them never re-runs
+# a finished trial.
+UNHASHED = (("train", "checkpoint_every_n_steps"),)
+
+
 class TrialConfig(StrictModel):
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
@@ -516,7 +557,10 @@ class TrialConfig(StrictModel):
 
     def trial_key(self) -> str:
         """Stable 12-hex-digit hash of the resolved config: equal configs, equal keys, across runs."""
-        canonical = json.dumps(self.resolved().model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        tree = self.resolved().model_dump(mode="json")
+        for section, name in UNHASHED:
+            tree[section].pop(name)
+        canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

@@ -75,6 +75,10 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, floor: float =
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+class NonFiniteLoss(FloatingPointError):
+    """The training loss became NaN or infinite (a diverged trial): raised before the optimizer step."""
+
+
 class MM1Module(lightning.LightningModule):
     """Trains ``model`` with the ``train`` section of a trial config."""
 
@@ -92,6 +96,8 @@ class MM1Module(lightning.LightningModule):
         lm_loss = next_token_loss(self(batch), batch["token_ids"], batch["loss_mask"])
         auxiliary = self.model.decoder.aux_losses()
         loss = lm_loss + self.model.decoder.aux_loss() if auxiliary else lm_loss
+        if not torch.isfinite(loss):  # diverged: stop before the update, never train on it
+            raise NonFiniteLoss(f"train/loss is {loss.item()} at step {self.global_step + 1}: the trial diverged")
         return {
             "loss": loss,
             "lm_loss": lm_loss.detach(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -194,6 +195,46 @@ class PeriodicEvaluation(lightning.Callback):
         self.seconds += time.perf_counter() - started
 
 
+class TrainingState(lightning.Callback):
+    """Saves the whole training state (weights, optimizer, LR schedule, data position) to ``<dir>/last.ckpt``
+    every ``train.checkpoint_every_n_steps`` steps, so a retried or re-run trial resumes where it stopped
+    instead of paying again. Written atomically: a crash mid-save leaves the previous state intact."""
+
+    FILE = "last.ckpt"
+
+    def __init__(self, directory: Path, every_n_steps: int, max_steps: int, recorder: SinkCallback) -> None:
+        self.path, self.every_n_steps, self.max_steps, self.recorder = (
+            directory / self.FILE,
+            every_n_steps,
+            max_steps,
+            recorder,
+        )
+
+    def resume_path(self) -> Path | None:
+        return self.path if self.path.is_file() else None
+
+    def on_train_batch_end(self, trainer: lightning.Trainer, module: lightning.LightningModule, *args: Any) -> None:
+        step = trainer.global_step
+        if step % self.every_n_steps or step >= self.max_steps:
+            return
+        self.recorder.deliver()  # every step up to the saved one reaches the sink before it can be skipped
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        trainer.save_checkpoint(partial, weights_only=False)  # the full state: optimizer and data position too
+        os.replace(partial, self.path)
+
+    def discard(self) -> None:
+        """The trial finished: its final model is saved elsewhere, the resume state is not needed."""
+        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.path.parent.rmdir()
+
+
+def resumed_step(path: Path) -> int:
+    """The optimizer step a Lightning checkpoint was saved at."""
+    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+
+
 def build_trainer(train: TrainConfig, callbacks: list[lightning.Callback], progress_bar: bool) -> lightning.Trainer:
     return lightning.Trainer(
         max_steps=train.max_steps,
@@ -215,9 +256,12 @@ def train_trial(
     progress_bar: bool = True,
     threads: int | None = None,
     checkpoint: str | Path | None = None,
+    state_dir: str | Path | None = None,
 ) -> TrialResult:
     """Trains and evaluates one trial (see the module docstring for what ``sink`` receives); with
-    ``checkpoint``, the trained model and its config are saved there (``mm1 eval`` reads it back)."""
+    ``checkpoint``, the trained model and its config are saved there (``mm1 eval`` reads it back). With
+    ``state_dir``, the training state is saved there periodically and a trial whose state is there resumes from
+    it (the sink then sees ``train/resumed_from_step`` once, and steps continue from that one)."""
     problem = sequence_length_problem(cfg)
     if problem:
         raise ValueError(problem)
@@ -228,14 +272,24 @@ def train_trial(
         module = MM1Module(build_model(cfg.model, tokenizer.vocab_size, image_token_id=tokenizer.image_id), cfg.train)
         recorder = SinkCallback(sink, cfg.train.log_every_n_steps)
         periodic = PeriodicEvaluation(cfg, tokenizer, recorder)
-        trainer = build_trainer(cfg.train, [recorder, periodic], progress_bar)
-        trainer.fit(module, datamodule=PretrainingData(cfg, tokenizer))
+        callbacks: list[lightning.Callback] = [recorder, periodic]
+        state = None
+        if state_dir is not None and cfg.train.checkpoint_every_n_steps is not None:
+            state = TrainingState(Path(state_dir), cfg.train.checkpoint_every_n_steps, cfg.train.max_steps, recorder)
+            callbacks.append(state)
+        resume = state.resume_path() if state else None
+        if resume is not None:
+            sink.log_metrics({"train/resumed_from_step": float(resumed_step(resume))}, step=resumed_step(resume))
+        trainer = build_trainer(cfg.train, callbacks, progress_bar)
+        trainer.fit(module, datamodule=PretrainingData(cfg, tokenizer), ckpt_path=resume, weights_only=True)
         eval_started = time.perf_counter()
         model = module.model.to(trainer.strategy.root_device)  # fit's teardown moved it to the CPU
         evaluation = evaluate(model, cfg, tokenizer, autocast=trainer.precision_plugin.forward_context)
         eval_seconds = time.perf_counter() - eval_started
         if checkpoint is not None:
             save_trial_checkpoint(checkpoint, cfg, model)
+        if state is not None:
+            state.discard()
     result = finish(cfg, sink, recorder, evaluation, eval_seconds, recorder.ended - recorder.started - periodic.seconds)
     result.checkpoint = None if checkpoint is None else str(checkpoint)
     return result

@@ -31,12 +31,14 @@ class _Parser(argparse.ArgumentParser):
 
 # ------------------------------------------------------------------------------------------ sweep verbs
 def _load(path: str) -> tuple[Any, list[Any], str]:
+    from mm1core.config import paths_relative_to
     from orchestrator.expand import expand
     from orchestrator.spec import load_spec
 
     try:
-        spec = load_spec(path)
-        trials = expand(spec)
+        with paths_relative_to(Path(path).parent):  # expansion validates each trial again: same folder
+            spec = load_spec(path)
+            trials = expand(spec)
     except SpecError as exc:
         raise BadInput("\n".join(f"{path}: {line}" for line in str(exc).splitlines())) from None
     return spec, trials, Path(path).read_text()
@@ -72,7 +74,7 @@ def _shown(derived: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec, trials, text = _load(args.spec)
-    from orchestrator.run import RayUnavailable, run_sweep
+    from orchestrator.run import RayUnavailable, SweepBusy, run_sweep
     from orchestrator.summary import format_table, overhead_line, trial_table
     from orchestrator.tracking import Tracker, resolve_tracking_uri
 
@@ -81,6 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"sweep {spec.name!r}{mode}: {len(trials)} trial(s), experiment {spec.experiment!r}, MLflow {tracker.uri}")
     try:
         outcome = run_sweep(spec, text, trials, tracker, address=args.address, max_concurrent=args.max_concurrent)
+    except SweepBusy as exc:
+        raise BadInput(str(exc)) from None
     except RayUnavailable as exc:
         print(f"mm1: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -218,12 +222,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _load_trial(path: str) -> Any:
     from pydantic import ValidationError
 
-    from mm1core.config import TrialConfig, describe_errors
+    from mm1core.config import TrialConfig, describe_errors, paths_relative_to
     from orchestrator.spec import read_yaml
 
     try:
         raw = read_yaml(Path(path))
-        return TrialConfig.model_validate(raw)
+        with paths_relative_to(Path(path).parent):
+            return TrialConfig.model_validate(raw)
     except SpecError as exc:
         raise BadInput(f"{path}: {exc}") from None
     except ValidationError as exc:

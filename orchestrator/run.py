@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,10 +19,11 @@ from ray.tune import Callback
 
 from orchestrator.expand import Trial
 from orchestrator.spec import SweepSpec
-from orchestrator.tracking import TRIAL_KEY, Tracker
+from orchestrator.tracking import DRIVER, RESUMED, TRIAL_KEY, Tracker
 from orchestrator.trainable import CHECKPOINT, ERROR, FINAL, HISTORY, PREDICTIONS, STEP, tune_trial
 
 Printer = Callable[[str], None]
+RESUMED_METRIC = "train/resumed_from_step"  # what mm1core.train reports when a trial resumes from its state
 
 
 @dataclass
@@ -40,6 +42,48 @@ def finished_keys(tracker: Tracker, experiment_id: str, sweep: str) -> set[str]:
     return {run.data.tags.get(TRIAL_KEY, "") for run in runs if run.info.status == "FINISHED"}
 
 
+class SweepBusy(RuntimeError):
+    """The sweep's driver is alive on this machine: a second one would run the same trials twice."""
+
+
+def driver_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def check_not_running(tracker: Tracker, experiment_id: str, sweep: str) -> None:
+    """Refuses to start while another live driver on this host runs the sweep (its parent run says which)."""
+    parent = tracker.sweep_run(experiment_id, sweep)
+    if parent is None or parent.info.status != "RUNNING":
+        return
+    host, _, pid = parent.data.tags.get(DRIVER, "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and _alive(int(pid)):
+        raise SweepBusy(f"sweep {sweep!r} is already running (driver pid {pid} on this machine); wait or stop it")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def earlier_attempts(tracker: Tracker, experiment_id: str, sweep: str, todo: list[Trial]) -> dict[str, Any]:
+    """Runs left RUNNING by a dead driver end KILLED; then each unfinished trial's newest run (killed or failed),
+    which its next attempt continues instead of opening a second run for the same trial."""
+    runs = tracker.trial_runs(experiment_id, sweep)  # newest first
+    tracker.kill_orphans(runs, "the sweep's driver stopped before this trial ended")
+    wanted = {trial.key for trial in todo}
+    earlier: dict[str, Any] = {}
+    for run in runs:
+        key = run.data.tags.get(TRIAL_KEY, "")
+        if key in wanted and key not in earlier:
+            earlier[key] = run
+    return earlier
+
+
 def run_sweep(
     spec: SweepSpec,
     spec_text: str,
@@ -52,6 +96,7 @@ def run_sweep(
 ) -> SweepOutcome:
     """Runs the trials not yet FINISHED in MLflow and returns what happened."""
     experiment_id = tracker.experiment_id(spec.experiment)
+    check_not_running(tracker, experiment_id, spec.name)
     done = finished_keys(tracker, experiment_id, spec.name)
     todo = [trial for trial in trials if trial.key not in done]
     outcome = SweepOutcome(experiment_id, "", {t.key for t in todo}, skipped=len(trials) - len(todo))
@@ -61,12 +106,18 @@ def run_sweep(
         _start_ray(address)  # before the sweep's run is touched: an unreachable cluster writes nothing
     plan = [{"index": t.index, "trial_key": t.key, **t.varied} for t in trials]
     outcome.parent_run_id = parent = tracker.start_sweep_run(experiment_id, spec.name, spec_text, plan)
+    tracker.client.set_tag(parent, DRIVER, driver_id())
+    earlier = earlier_attempts(tracker, experiment_id, spec.name, todo)
     if not todo:
         say("nothing to run: every trial of this sweep has finished")
         tracker.end_run(parent, "FINISHED")
         return outcome
     started = time.perf_counter()
     logger = TrialLogger(tracker, experiment_id, parent, spec.name, {t.key: t for t in todo}, len(trials), say)
+    logger.earlier = earlier
+    resumed = [t.label for t in todo if t.key in earlier]
+    if resumed:
+        say(f"{len(resumed)} unfinished trial(s) continue their earlier MLflow run: {', '.join(resumed)}")
     completed = False
     try:
         outcome.concurrency = max_concurrent or spec.max_concurrent
@@ -113,6 +164,7 @@ def _fit(spec: SweepSpec, todo: list[Trial], logger: Any, *, max_concurrent: int
                 "threads": threads,
                 "key": t.key,
                 "checkpoint": str(checkpoints / f"{t.key}.pt"),
+                "state_dir": str(checkpoints / t.key),  # resume state while the trial runs (retries, re-runs)
             }
             for t in todo
         ]
@@ -175,6 +227,7 @@ class TrialLogger(Callback):
         self.last_said: dict[str, float] = {}
         self.final_seen: set[str] = set()
         self.errors: dict[str, str] = {}  # tune trial id -> the error the trial reported
+        self.earlier: dict[str, Any] = {}  # trial_key -> an unfinished run of an earlier attempt, to continue
         self.failed: list[str] = []
         self.open_at_exit = 0
 
@@ -183,9 +236,15 @@ class TrialLogger(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         ours = self._trial(trial)
-        self.run_ids[trial.trial_id] = self.tracker.start_trial_run(
-            self.experiment_id, self.parent_id, self.sweep, ours
-        )
+        if trial.trial_id in self.run_ids:  # a retry in this sweep: the same run goes on
+            run_id = self.run_ids[trial.trial_id]
+            self.tracker.reopen_trial_run(self.tracker.client.get_run(run_id))
+        elif ours.key in self.earlier:  # an attempt of an earlier, interrupted or failed, sweep run
+            self.run_ids[trial.trial_id] = self.tracker.reopen_trial_run(self.earlier.pop(ours.key))
+        else:
+            self.run_ids[trial.trial_id] = self.tracker.start_trial_run(
+                self.experiment_id, self.parent_id, self.sweep, ours
+            )
         self.say(f"{_now()} start   [{ours.index + 1}/{self.total}] {ours.label}  (trial_key {ours.key})")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -193,6 +252,10 @@ class TrialLogger(Callback):
         if result.get(ERROR):
             self.errors[trial.trial_id] = str(result[ERROR])
         history = [(int(step), values) for step, values in result.get(HISTORY, [])]
+        for step, values in history:
+            if RESUMED_METRIC in values:
+                self.tracker.client.set_tag(run_id, RESUMED, str(step))
+                self.say(f"{_now()} resume  [{self._trial(trial).index + 1}/{self.total}] from step {step}")
         if result.get(FINAL):
             self.final_seen.add(trial.trial_id)
             perf = {k: v for k, v in result.items() if k.startswith("perf/") and isinstance(v, (int, float))}
@@ -229,7 +292,7 @@ class TrialLogger(Callback):
         self._fail(trial, retrying=False)
 
     def _fail(self, trial: Any, retrying: bool) -> None:
-        run_id = self.run_ids.pop(trial.trial_id, None)
+        run_id = self.run_ids.get(trial.trial_id) if retrying else self.run_ids.pop(trial.trial_id, None)
         ours = self._trial(trial)
         error = self.errors.pop(trial.trial_id, None) or _error_text(trial)
         if run_id:

@@ -12,7 +12,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mm1core.config import UNION_TAGS, TrialConfig, describe_error_items, describe_errors, path_problem
+from mm1core.config import (
+    UNION_TAGS,
+    TrialConfig,
+    describe_error_items,
+    describe_errors,
+    path_problem,
+    paths_relative_to,
+)
 
 
 class SpecError(ValueError):
@@ -24,8 +31,9 @@ class _Strict(BaseModel):
 
 
 class Resources(_Strict):
-    cpus_per_trial: float = Field(1.0, gt=0)
+    cpus_per_trial: float = Field(1.0, gt=0, description="per worker when workers_per_trial > 1")
     gpus_per_trial: float = Field(0.0, ge=0, description="fractions pack several trials on one GPU")
+    workers_per_trial: int = Field(1, ge=1, le=1024, description="data-parallel workers (Ray Train + Lightning DDP)")
 
     @field_validator("gpus_per_trial")
     @classmethod
@@ -146,7 +154,10 @@ def parse_spec(data: dict[str, Any]) -> SweepSpec:
 
 
 def load_spec(path: str | Path) -> SweepSpec:
-    return parse_spec(read_yaml(Path(path)))
+    """Reads and validates a sweep file; relative paths inside it resolve against the file's folder."""
+    path = Path(path)
+    with paths_relative_to(path.parent):
+        return parse_spec(read_yaml(path))
 
 
 def _path_problems(spec: SweepSpec) -> list[str]:

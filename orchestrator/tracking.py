@@ -20,6 +20,8 @@ from orchestrator.expand import Trial
 
 ROLE, SWEEP, TRIAL_KEY, ERROR = "mm1.role", "mm1.sweep", "mm1.trial_key", "mm1.error"
 CHECKPOINT_TAG = "mm1.checkpoint"
+DRIVER, ATTEMPTS, RESUMED = "mm1.driver", "mm1.attempts", "mm1.resumed_from_step"  # who runs it; tries; resume
+EARLIER_ERROR = "mm1.earlier_error"  # the error of the attempt before, once a trial is tried again
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
 
 
@@ -103,10 +105,29 @@ class Tracker:
         return run_id
 
     def start_trial_run(self, experiment_id: str, parent_id: str, sweep: str, trial: Trial) -> str:
-        tags = {MLFLOW_PARENT_RUN_ID: parent_id, ROLE: "trial", SWEEP: sweep, TRIAL_KEY: trial.key}
+        tags = {MLFLOW_PARENT_RUN_ID: parent_id, ROLE: "trial", SWEEP: sweep, TRIAL_KEY: trial.key, ATTEMPTS: "1"}
         run = self.client.create_run(experiment_id, run_name=trial.label, tags=tags)
         self.log_params(run.info.run_id, {**trial_params(trial.config), **trial.derived})
         return run.info.run_id
+
+    def reopen_trial_run(self, run: Run) -> str:
+        """A trial's earlier, unfinished run (killed with its driver, failed, or retried) continues: one MLflow run
+        per trial, its attempts counted in ``mm1.attempts``."""
+        run_id = run.info.run_id
+        attempts = int(run.data.tags.get(ATTEMPTS, "1")) + 1
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.set_tag(run_id, ATTEMPTS, str(attempts))
+        if ERROR in run.data.tags:  # kept for the record, but no longer the run's error
+            self.client.set_tag(run_id, EARLIER_ERROR, run.data.tags[ERROR])
+            self.client.delete_tag(run_id, ERROR)
+        return run_id
+
+    def kill_orphans(self, runs: Iterable[Run], reason: str) -> int:
+        """Ends runs left RUNNING by a driver that died: KILLED, with the reason in ``mm1.error``."""
+        orphans = [run for run in runs if run.info.status == "RUNNING"]
+        for run in orphans:
+            self.end_run(run.info.run_id, "KILLED", reason)
+        return len(orphans)
 
     # ------------------------------------------------------------------ writing
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:

@@ -40,7 +40,8 @@ class TuneSink:
 def tune_trial(config: dict[str, Any]) -> None:
     """Trains and evaluates one trial.
 
-    ``config["trial_payload"]`` = ``{"trial": <resolved TrialConfig dict>, "threads": int, "key": trial_key}``.
+    ``config["trial_payload"]`` = ``{"trial": <resolved TrialConfig dict>, "threads": int, "key": trial_key,
+    "checkpoint": where the trained model goes, "state_dir": where the resume state lives while it trains}``.
     """
     from mm1core.config import TrialConfig
     from mm1core.train import train_trial
@@ -50,7 +51,12 @@ def tune_trial(config: dict[str, Any]) -> None:
     sink = TuneSink()
     try:
         result = train_trial(
-            trial, sink=sink, progress_bar=False, threads=payload["threads"], checkpoint=payload.get("checkpoint")
+            trial,
+            sink=sink,
+            progress_bar=False,
+            threads=payload["threads"],
+            checkpoint=payload.get("checkpoint"),
+            state_dir=payload.get("state_dir"),
         )
     except Exception as exc:
         # The driver records this one-line cause in MLflow's mm1.error before Tune marks the trial ERROR.
