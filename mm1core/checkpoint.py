@@ -11,6 +11,7 @@ import torch
 from mm1core.config import TrialConfig
 from mm1core.data.tokenizer import build_tokenizer
 from mm1core.model import MM1Model, build_model
+from mm1core.weights import UnreadableWeights, load_weights
 
 FORMAT = "mm1-trial/1"
 
@@ -28,9 +29,9 @@ def save_trial_checkpoint(path: str | Path, cfg: TrialConfig, model: MM1Model) -
 def read_trial_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's contents; ``ValueError`` with a one-line reason when it is not one of ours."""
     try:
-        content = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to unpickle means: not a checkpoint we can read
-        raise ValueError(f"cannot read a checkpoint ({type(exc).__name__}: {exc})") from None
+        content = load_weights(Path(path))  # weights_only: a checkpoint cannot run code
+    except UnreadableWeights as error:
+        raise ValueError(f"not a checkpoint: the file {error.reason}") from None
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise ValueError(f"not an mm1 trial checkpoint (no '{FORMAT}' format tag)")
     return content

@@ -63,16 +63,30 @@ def paths_relative_to(directory: str | Path) -> Iterator[Path]:
 def local_path(text: str) -> Path:
     """``text`` as an absolute path: ``~`` expanded, a relative path joined onto the ``paths_relative_to``
     folder (else the working directory), symlinks resolved. Absolute, so a trial running in Ray's working
-    directory finds the same file. ``ValueError`` (one line) for text no file system can hold."""
+    directory finds the same file. ``ValueError`` (one line) for text no file system can look up."""
     if "\0" in text:
         raise ValueError(f"{text!r}: a path cannot contain a NUL character")
     try:
         path = Path(text).expanduser()
-        if not path.is_absolute():
-            path = (_PATHS_RELATIVE_TO.get() or Path.cwd()) / path
-        return path.resolve()
-    except (OSError, RuntimeError) as error:  # e.g. an unknown ~user, a name too long, a symlink loop
-        raise ValueError(f"{text!r} is not a usable path ({type(error).__name__}: {error})") from None
+    except RuntimeError as error:  # an unknown ~user
+        raise ValueError(f"{printable(text)}: {error}") from None
+    if not path.is_absolute():
+        path = (_PATHS_RELATIVE_TO.get() or Path.cwd()) / path
+    try:
+        path = path.resolve()
+        path.exists()  # raises for a name too long or a folder that may not be searched; absent is fine here
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ValueError(f"{printable(str(path))}: not a usable path ({reason})") from None
+    return path
+
+
+def printable(text: str) -> str:
+    """``text`` with line breaks, tabs and other unprintable characters escaped (``\\n``): a value quoted in an
+    error message keeps it one line."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _registered(registry: Registry[Any], name: str) -> str:
@@ -291,6 +305,12 @@ class MixtureConfig(StrictModel):
         return self
 
 
+# Union tags (a name or a mapping), left out of error paths: a wrong value gets one error, not one per member.
+_SOURCE_NAME, _SOURCE_STREAMS = "source:name", "source:streams"
+_TASK_NAME, _TASK_FILE = "task:name", "task:file"
+_DECAY_NUMBER, _DECAY_AUTO = "weight_decay:number", "weight_decay:auto"
+
+
 class DataConfig(StrictModel):
     """Where each pre-training stream comes from and how they are mixed, tokenised and packed (MM1 Sec. 3.3).
 
@@ -300,7 +320,10 @@ class DataConfig(StrictModel):
     OBELICS-style parquet/jsonl; text as jsonl. Every stream with a non-zero mixture weight needs one.
     """
 
-    source: str | dict[str, str] = "synthetic"
+    source: typing.Annotated[
+        typing.Annotated[str, Tag(_SOURCE_NAME)] | typing.Annotated[dict[str, str], Tag(_SOURCE_STREAMS)],
+        Discriminator(lambda v: _SOURCE_STREAMS if isinstance(v, dict) else _SOURCE_NAME),
+    ] = "synthetic"
     mixture: MixtureConfig = MixtureConfig()
     seed: int = Field(0, ge=0, description="seed of the embedded world and of the mixture order")
     max_images: int = Field(3, ge=1, le=16, description="images per sequence, at most (MM1: 16)")
@@ -361,7 +384,7 @@ class DataConfig(StrictModel):
 
 # ---------------------------------------------------------------------------------------------- train
 _LR_NUMBER, _LR_LAW = "lr:number", "lr:law"  # union tags, left out of error paths
-UNION_TAGS = {_LR_NUMBER, _LR_LAW}
+UNION_TAGS = {_LR_NUMBER, _LR_LAW, _SOURCE_NAME, _SOURCE_STREAMS, _TASK_NAME, _TASK_FILE, _DECAY_NUMBER, _DECAY_AUTO}
 
 
 class LawCoefficients(StrictModel):
@@ -389,7 +412,7 @@ class LRLaw(StrictModel):
             fit = json.loads(path.read_text())
         except FileNotFoundError:
             raise ValueError(f"{path} does not exist (a fit.json from mm1 fit-lr, or {{a: ..., b: ...}})") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: JSONDecodeError, a huge number
             raise ValueError(f"{path}: not a readable JSON file ({type(exc).__name__})") from None
         if not isinstance(fit, dict) or not all(isinstance(fit.get(k), (int, float)) for k in ("a", "b")):
             raise ValueError(f"{path}: needs numbers 'a' and 'b' (the fit of mm1 fit-lr)")
@@ -408,7 +431,10 @@ class TrainConfig(StrictModel):
         | typing.Annotated[LRLaw, Tag(_LR_LAW)],
         Discriminator(lambda v: _LR_LAW if isinstance(v, (dict, LRLaw)) else _LR_NUMBER),
     ] = 1.0e-3  # the peak LR, or a scaling law giving it
-    weight_decay: float | Literal["auto"] = "auto"  # auto = 0.1 * lr (MM1 Sec. 3.4)
+    weight_decay: typing.Annotated[
+        typing.Annotated[float, Tag(_DECAY_NUMBER)] | typing.Annotated[Literal["auto"], Tag(_DECAY_AUTO)],
+        Discriminator(lambda v: _DECAY_AUTO if v == "auto" else _DECAY_NUMBER),  # YAML reads 1e-4 as text
+    ] = "auto"  # auto = 0.1 * lr (MM1 Sec. 3.4)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     # The image encoder and connector learn at a fraction of the LM's rate (LLaVA-OneVision trains its vision
     # tower at 0.2x). Measured here: trained from scratch at the LM's rate (>= 2e-3), the encoder's output
@@ -424,8 +450,8 @@ class TrainConfig(StrictModel):
     @field_validator("weight_decay")
     @classmethod
     def _non_negative(cls, v: float | str) -> float | str:
-        if not isinstance(v, str) and v < 0:
-            raise ValueError("weight_decay must be >= 0 or 'auto'")
+        if not isinstance(v, str) and not 0 <= v < math.inf:  # NaN fails the comparison too
+            raise ValueError(f"weight_decay must be a finite number >= 0 or 'auto', got {v:g}")
         return v
 
     @property
@@ -476,7 +502,12 @@ class EvalConfig(StrictModel):
     num_examples: int = Field(64, gt=0, description="held-out items per task")
     max_new_tokens: int = Field(20, gt=0)
     batch_size: int = Field(32, gt=0)
-    tasks: list[str | FileTask] = Field(default_factory=lambda: list(EMBEDDED_TASKS))
+    tasks: list[
+        typing.Annotated[
+            typing.Annotated[str, Tag(_TASK_NAME)] | typing.Annotated[FileTask, Tag(_TASK_FILE)],
+            Discriminator(lambda v: _TASK_FILE if isinstance(v, (dict, FileTask)) else _TASK_NAME),
+        ]
+    ] = Field(default_factory=lambda: list(EMBEDDED_TASKS))
     textcore: list[str] = Field(
         default_factory=lambda: ["world"],
         description="world (the embedded text set) and/or multiple-choice jsonl",
@@ -634,8 +665,8 @@ def describe_error_items(items: list[Any], prefix: str = "") -> list[str]:
             if isinstance(part, int):
                 path += f"[{part}]"
             else:
-                path += f".{part}" if path else str(part)
-        message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+                path += f".{printable(str(part))}" if path else printable(str(part))
+        message = printable(item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, "))
         nested = _NESTED_PATH.match(message)  # a section's validator naming the field at fault
         if nested:
             path = f"{path}.{nested[1]}" if path else nested[1]

@@ -31,7 +31,8 @@ class _Parser(argparse.ArgumentParser):
 
 # ------------------------------------------------------------------------------------------ sweep verbs
 def _load(path: str) -> tuple[Any, list[Any], str]:
-    from mm1core.config import paths_relative_to
+    """The spec, its trials and its text; relative paths in it resolve against its folder."""
+    from mm1core.config import paths_relative_to, printable
     from orchestrator.expand import expand
     from orchestrator.spec import load_spec
 
@@ -40,7 +41,7 @@ def _load(path: str) -> tuple[Any, list[Any], str]:
             spec = load_spec(path)
             trials = expand(spec)
     except SpecError as exc:
-        raise BadInput("\n".join(f"{path}: {line}" for line in str(exc).splitlines())) from None
+        raise BadInput("\n".join(f"{path}: {printable(line)}" for line in str(exc).split("\n"))) from None
     return spec, trials, Path(path).read_text()
 
 
@@ -222,15 +223,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _load_trial(path: str) -> Any:
     from pydantic import ValidationError
 
-    from mm1core.config import TrialConfig, describe_errors, paths_relative_to
+    from mm1core.config import TrialConfig, describe_errors, paths_relative_to, printable
     from orchestrator.spec import read_yaml
 
     try:
         raw = read_yaml(Path(path))
-        with paths_relative_to(Path(path).parent):
+        with paths_relative_to(Path(path).parent):  # relative paths in a trial file: from its folder
             return TrialConfig.model_validate(raw)
     except SpecError as exc:
-        raise BadInput(f"{path}: {exc}") from None
+        raise BadInput(f"{path}: {printable(str(exc))}") from None
     except ValidationError as exc:
         raise BadInput("\n".join(f"{path}: {line}" for line in describe_errors(exc))) from None
 

@@ -74,7 +74,8 @@ def earlier_attempts(tracker: Tracker, experiment_id: str, sweep: str, todo: lis
     """Runs left RUNNING by a dead driver end KILLED; then each unfinished trial's newest run (killed or failed),
     which its next attempt continues instead of opening a second run for the same trial."""
     runs = tracker.trial_runs(experiment_id, sweep)  # newest first
-    tracker.kill_orphans(runs, "the sweep's driver stopped before this trial ended")
+    if tracker.kill_orphans(runs, "the sweep's driver stopped before this trial ended"):
+        runs = tracker.trial_runs(experiment_id, sweep)  # as they are now: KILLED, with the reason
     wanted = {trial.key for trial in todo}
     earlier: dict[str, Any] = {}
     for run in runs:

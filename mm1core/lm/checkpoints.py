@@ -209,8 +209,9 @@ def load_decoder(
 
 def read_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Every tensor of the checkpoint, by its Hugging Face name, on the CPU."""
-    import torch
     from safetensors.torch import load_file
+
+    from mm1core.weights import load_weights
 
     directory = Path(path)
     for index_name, single_name in (
@@ -226,7 +227,7 @@ def read_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             continue
         if single_name.endswith(".safetensors"):
             return {key: value for shard in shards for key, value in load_file(directory / shard).items()}
-        loaded = (torch.load(directory / shard, map_location="cpu", weights_only=True) for shard in shards)
+        loaded = (load_weights(directory / shard) for shard in shards)  # weights_only: no code runs
         return {key: value for shard in loaded for key, value in shard.items()}
     raise FileNotFoundError(f"checkpoint {str(path)!r} has none of {', '.join(_WEIGHT_FILES)}")
 

@@ -108,8 +108,9 @@ def checkpoint_problem(path: str, name: str) -> str | None:
         inspection = _inspect(Path(path))
     except (OSError, ValueError, KeyError) as error:
         return str(error)
-    except RuntimeError as error:  # torch.load of a corrupt file
-        return f"checkpoint {path} cannot be read: {error}"
+    except Exception as error:  # noqa: BLE001 - a foreign or corrupt file may fail anywhere in the parsing
+        first = next((line for line in str(error).splitlines() if line.strip()), "")
+        return f"checkpoint {path} cannot be read ({type(error).__name__}: {first})"
     return _name_problem(inspection, name)
 
 
@@ -281,12 +282,11 @@ def _torch_state(file: Path) -> dict[str, torch.Tensor]:
     DDP's ``module.`` prefixes removed."""
     import torch
 
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as error:
-        if "mmap" not in str(error):
-            raise
-        state = torch.load(file, map_location="cpu", weights_only=True)  # legacy format: not mappable
+    from mm1core.weights import load_weights
+
+    state = load_weights(file, mmap=True)  # weights_only: a checkpoint cannot run code
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {file}: not a state dict (a {type(state).__name__})")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     return {key.removeprefix("module."): value for key, value in state.items() if isinstance(value, torch.Tensor)}
