@@ -20,9 +20,10 @@ from ray.tune import Callback
 from orchestrator.expand import Trial
 from orchestrator.spec import SweepSpec
 from orchestrator.tracking import DRIVER, RESUMED, TRIAL_KEY, Tracker
-from orchestrator.trainable import CHECKPOINT, ERROR, FINAL, HISTORY, PREDICTIONS, STEP, tune_trial
+from orchestrator.trainable import CHECKPOINT, ERROR, FINAL, HISTORY, NODE, PREDICTIONS, STEP, tune_trial
 
 Printer = Callable[[str], None]
+NODE_TAG = "mm1.node"
 RESUMED_METRIC = "train/resumed_from_step"  # what mm1core.train reports when a trial resumes from its state
 
 
@@ -229,6 +230,7 @@ class TrialLogger(Callback):
         self.final_seen: set[str] = set()
         self.errors: dict[str, str] = {}  # tune trial id -> the error the trial reported
         self.earlier: dict[str, Any] = {}  # trial_key -> an unfinished run of an earlier attempt, to continue
+        self.placed: set[str] = set()  # tune trial ids whose node is tagged
         self.failed: list[str] = []
         self.open_at_exit = 0
 
@@ -237,6 +239,7 @@ class TrialLogger(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         ours = self._trial(trial)
+        self.placed.discard(trial.trial_id)  # a retry may land on another node
         if trial.trial_id in self.run_ids:  # a retry in this sweep: the same run goes on
             run_id = self.run_ids[trial.trial_id]
             self.tracker.reopen_trial_run(self.tracker.client.get_run(run_id))
@@ -252,6 +255,9 @@ class TrialLogger(Callback):
         run_id = self.run_ids[trial.trial_id]
         if result.get(ERROR):
             self.errors[trial.trial_id] = str(result[ERROR])
+        if result.get(NODE) and trial.trial_id not in self.placed:
+            self.placed.add(trial.trial_id)
+            self.tracker.client.set_tag(run_id, NODE_TAG, str(result[NODE]))
         history = [(int(step), values) for step, values in result.get(HISTORY, [])]
         for step, values in history:
             if RESUMED_METRIC in values:

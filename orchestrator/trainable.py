@@ -14,6 +14,13 @@ from ray import tune
 # Keys of a reported result (besides metric names themselves).
 HISTORY, STEP, FINAL, ERROR = "mm1/history", "step", "mm1/final", "mm1/error"
 CHECKPOINT, PREDICTIONS = "mm1/checkpoint", "mm1/predictions"
+NODE = "mm1/node"  # the Ray node the trial runs on (tag mm1.node: where a cluster put it)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 class TuneSink:
@@ -33,7 +40,7 @@ class TuneSink:
         latest: dict[str, float] = {}
         for _, values in self._history:
             latest.update(values)  # the scheduler sees each metric's newest value
-        tune.report({**latest, STEP: self._step, HISTORY: self._history, **extra})
+        tune.report({**latest, STEP: self._step, HISTORY: self._history, NODE: _node_id(), **extra})
         self._history = []
 
 
