@@ -109,7 +109,10 @@ def _sweep_report(uri: str, experiment: str, sweep: str) -> Path | None:
     out = Path(".mm1") / "reports" / sweep
     try:
         return make_report(Store(uri), experiment, sweep, out.resolve()).index
-    except Exception as exc:  # noqa: BLE001 - e.g. no trial finished: say so, keep the exit code of the trials
+    except DashboardError:
+        print("\nplots: none yet (no trial of this sweep has finished)")
+        return None
+    except Exception as exc:  # noqa: BLE001 - a plot must never change the sweep's exit code
         print(f"\nplots not written: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         return None
 

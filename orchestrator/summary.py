@@ -58,7 +58,10 @@ def _row(trial: Trial, run: Run | None) -> dict[str, Any]:
 
 
 def format_table(table: pd.DataFrame) -> str:
-    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+    shown = table.apply(
+        lambda column: column.map(lambda v: "-" if v is None else v) if column.dtype == object else column
+    )
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
 
 
 def overhead_line(table: pd.DataFrame, ran_keys: set[str], wall_seconds: float, concurrency: int | None) -> str:
