@@ -325,7 +325,7 @@ class DataConfig(StrictModel):
         Discriminator(lambda v: _SOURCE_STREAMS if isinstance(v, dict) else _SOURCE_NAME),
     ] = "synthetic"
     mixture: MixtureConfig = MixtureConfig()
-    seed: int = Field(0, ge=0, description="seed of the embedded world and of the mixture order")
+    seed: int = Field(0, ge=0, lt=2**32, description="seed of the embedded world and of the mixture order")
     max_images: int = Field(3, ge=1, le=16, description="images per sequence, at most (MM1: 16)")
     synthetic_captions: bool = Field(False, description="mix VeCap-style rich captions into the caption stream")
     synthetic_share: float = Field(0.5, ge=0, le=1, description="share of caption samples that are synthetic")
@@ -440,7 +440,7 @@ class TrainConfig(StrictModel):
     # tower at 0.2x). Measured here: trained from scratch at the LM's rate (>= 2e-3), the encoder's output
     # drifts to a constant before the LM learns to read it, and captions never depend on the image.
     vision_lr_scale: float = Field(0.3, gt=0, le=10)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**32)  # Lightning's seed_everything takes 32-bit seeds
     log_every_n_steps: int = Field(10, gt=0)
     # The whole training state is saved every n steps while a trial runs (and removed when it finishes), so a
     # retried or re-run trial resumes from it; null: never (a retry starts from scratch).

@@ -11,6 +11,10 @@ connector learn at ``train.vision_lr_scale`` times the LM's rate (see there); ``
 A MoE decoder's auxiliary losses (GShard load balancing, ST-MoE router z-loss) are added to the training loss
 with the coefficients of ``model.decoder.moe``.
 
+Under data parallelism (DDP over W ranks) each rank's next-token loss is a mean over its own targets and DDP averages
+gradients over ranks; ``data_parallel_loss`` weights each rank by its share of the global batch's targets, so a step
+is the single-process step on the whole batch and the logged loss its mean.
+
 Metrics never go to a Lightning logger: ``mm1core.train`` reads the returned losses and feeds its sink.
 """
 
@@ -75,6 +79,27 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, floor: float =
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def data_parallel_loss(lm_loss: torch.Tensor, loss_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(what to optimise, the loss of the whole batch)`` for this rank's mean next-token loss ``lm_loss`` over the
+    targets of ``loss_mask`` (B, T).
+
+    In one process both are ``lm_loss``. Across W ranks (an initialised process group), rank r with ``n_r`` of the
+    batch's ``N`` targets optimises ``lm_loss * W * n_r / N``: DDP's gradient average is then the gradient of the mean
+    over all N targets, as one process computes it, even when the ranks' rows hold different numbers of targets
+    (a plain average of rank means would weight a short caption row like a long document). One all-reduce of two
+    numbers a step.
+    """
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return lm_loss, lm_loss.detach()
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return lm_loss, lm_loss.detach()
+    targets = loss_mask[:, 1:].sum().to(lm_loss.dtype)
+    totals = torch.stack([targets, lm_loss.detach() * targets])  # (2,): targets, summed loss
+    torch.distributed.all_reduce(totals)  # over ranks
+    return lm_loss * (targets * world / totals[0]), totals[1] / totals[0]
+
+
 class NonFiniteLoss(FloatingPointError):
     """The training loss became NaN or infinite (a diverged trial): raised before the optimizer step."""
 
@@ -91,16 +116,19 @@ class MM1Module(lightning.LightningModule):
 
     def training_step(self, batch: Batch, batch_index: int) -> dict[str, torch.Tensor]:
         """``loss`` is what is optimised: the next-token loss plus, for a MoE decoder, its weighted auxiliary
-        losses; ``lm_loss`` and the MoE values (``moe_load_balance``, ``moe_router_z``, utilisation) are
-        returned detached for logging."""
-        lm_loss = next_token_loss(self(batch), batch["token_ids"], batch["loss_mask"])
+        losses; ``lm_loss`` (the whole batch's, over every data-parallel rank) and the MoE values
+        (``moe_load_balance``, ``moe_router_z``, utilisation; this rank's) are returned detached for logging."""
+        objective, lm_loss = data_parallel_loss(
+            next_token_loss(self(batch), batch["token_ids"], batch["loss_mask"]), batch["loss_mask"]
+        )
         auxiliary = self.model.decoder.aux_losses()
-        loss = lm_loss + self.model.decoder.aux_loss() if auxiliary else lm_loss
-        if not torch.isfinite(loss):  # diverged: stop before the update, never train on it
-            raise NonFiniteLoss(f"train/loss is {loss.item()} at step {self.global_step + 1}: the trial diverged")
+        loss = objective + self.model.decoder.aux_loss() if auxiliary else objective
+        check = loss + lm_loss  # lm_loss is the whole batch's: non-finite on every rank if it is on any
+        if not torch.isfinite(check):  # diverged: stop before the update, never train on it
+            raise NonFiniteLoss(f"train/loss is {check.item()} at step {self.global_step + 1}: the trial diverged")
         return {
             "loss": loss,
-            "lm_loss": lm_loss.detach(),
+            "lm_loss": lm_loss,
             **{name: value.detach() for name, value in auxiliary.items()},
         }
 

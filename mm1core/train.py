@@ -6,6 +6,12 @@ touches Ray or MLflow. Metrics go to a ``MetricSink``: ``train/loss`` and ``trai
 ``train.log_every_n_steps`` steps and at the end, each burst followed by ``flush()`` (one device sync per
 burst, not per step); then the eval metrics and ``perf/samples_per_s`` with ``step=max_steps``, and ``flush()``.
 Several trials can run one after another in one process: seeds are reset and thread counts restored.
+
+Data-parallel (``parallel``: the Lightning strategy and plugins a launcher such as ``orchestrator.distributed``
+sets up; this module never imports one): every rank calls ``train_trial`` with the same config; ``train.batch_size``
+is the global batch, each rank trains on its slice of it (``mm1core.data.datamodule``). Rank 0 alone reports to its
+sink (the ranks' values averaged, their data counts summed, one collective per burst), evaluates, saves the model and
+the resume state; the other ranks train, then return an empty result.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,6 +57,17 @@ class NullSink:
 
 
 @dataclass
+class DataParallel:
+    """How ``train_trial`` runs as one of several data-parallel processes: a Lightning DDP ``strategy`` whose
+    process group the launcher provides, ``plugins`` (its cluster environment), and ``prepare`` applied to the built
+    trainer (a launcher's checks)."""
+
+    strategy: Any
+    plugins: list[Any] = field(default_factory=list)
+    prepare: Callable[[lightning.Trainer], lightning.Trainer] | None = None
+
+
+@dataclass
 class TrialResult:
     metrics: dict[str, float]  # "train/loss" (mean of the last log interval), every eval metric, "perf/samples_per_s"
     steps: int
@@ -77,6 +94,12 @@ class SinkCallback(lightning.Callback):
         self.skipped = 0  # unreadable records skipped so far
         self.step_lr = 0.0
         self.started = self.ended = 0.0
+        self.strategy: Any = None  # the trainer's, for the reductions over data-parallel ranks
+
+    def setup(self, trainer: lightning.Trainer, module: lightning.LightningModule, stage: str) -> None:
+        self.strategy = trainer.strategy if trainer.world_size > 1 else None
+        if not trainer.is_global_zero:
+            self.sink = NullSink()  # rank 0 reports for every rank
 
     def on_train_start(self, trainer: lightning.Trainer, module: lightning.LightningModule) -> None:
         self.started = time.perf_counter()
@@ -103,8 +126,10 @@ class SinkCallback(lightning.Callback):
         if not self.pending:
             return
         names = list(self.pending[0][1])
-        stacked = torch.stack([torch.stack([values[n] for n in names]) for _, values, _ in self.pending])
-        rows = stacked.float().cpu().tolist()  # (steps, names): one device sync
+        stacked = torch.stack([torch.stack([values[n] for n in names]) for _, values, _ in self.pending]).float()
+        if self.strategy is not None:  # every rank delivers at the same steps: this collective pairs up
+            stacked = self.strategy.reduce(stacked, reduce_op="mean")  # the loss is already the batch's on each
+        rows = stacked.cpu().tolist()  # (steps, names): one device sync
         for (step, _, lr), row in zip(self.pending, rows, strict=True):
             metrics = {_metric_name(name): value for name, value in zip(names, row, strict=True)}
             self.sink.log_metrics({**metrics, "train/lr": lr}, step=step)
@@ -114,10 +139,15 @@ class SinkCallback(lightning.Callback):
         self.sink.flush()
 
     def data_metrics(self) -> dict[str, float]:
-        """The realised mixture so far (``data/share/<stream>``, rows of each stream / rows) and ``data/skipped``."""
-        total = max(1, int(self.rows.sum()))
-        shares = {f"data/share/{stream}": int(count) / total for stream, count in zip(STREAMS, self.rows, strict=True)}
-        return {**shares, "data/skipped": float(self.skipped)}
+        """The realised mixture so far (``data/share/<stream>``, rows of each stream / rows) and ``data/skipped``,
+        counted over every data-parallel rank."""
+        counts = torch.cat([self.rows, torch.tensor([self.skipped])]).double()  # (streams + 1,)
+        if self.strategy is not None:
+            counts = self.strategy.reduce(counts.to(self.strategy.root_device), reduce_op="sum").cpu()
+        rows, skipped = counts[:-1].tolist(), counts[-1].item()
+        total = max(1.0, sum(rows))
+        shares = {f"data/share/{stream}": count / total for stream, count in zip(STREAMS, rows, strict=True)}
+        return {**shares, "data/skipped": skipped}
 
 
 def _metric_name(output: str) -> str:
@@ -188,7 +218,9 @@ class PeriodicEvaluation(lightning.Callback):
         if every is None or step % every or step >= self.cfg.train.max_steps:
             return
         started = time.perf_counter()
-        self.recorder.deliver()  # the steps so far first, so the sink sees them in order
+        self.recorder.deliver()  # the steps so far first, so the sink sees them in order (on every rank: collective)
+        if not trainer.is_global_zero:
+            return  # rank 0 evaluates; the others wait for it at the next step's gradient all-reduce
         evaluation = evaluate(module.model, self.cfg, self.tokenizer, autocast=trainer.precision_plugin.forward_context)
         self.recorder.sink.log_metrics(evaluation.metrics, step=step)
         self.recorder.sink.flush()
@@ -220,8 +252,10 @@ class TrainingState(lightning.Callback):
         self.recorder.deliver()  # every step up to the saved one reaches the sink before it can be skipped
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".partial")
-        trainer.save_checkpoint(partial, weights_only=False)  # the full state: optimizer and data position too
-        os.replace(partial, self.path)
+        # The full state (optimizer, data position too); every rank calls it (Lightning's barrier), rank 0 writes.
+        trainer.save_checkpoint(partial, weights_only=False)
+        if trainer.is_global_zero:
+            os.replace(partial, self.path)
 
     def discard(self) -> None:
         """The trial finished: its final model is saved elsewhere, the resume state is not needed."""
@@ -235,11 +269,19 @@ def resumed_step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
 
 
-def build_trainer(train: TrainConfig, callbacks: list[lightning.Callback], progress_bar: bool) -> lightning.Trainer:
-    return lightning.Trainer(
+def build_trainer(
+    train: TrainConfig, callbacks: list[lightning.Callback], progress_bar: bool, parallel: DataParallel | None = None
+) -> lightning.Trainer:
+    """One device; or, with ``parallel``, this process's part of a DDP run (the data module shards the batches
+    itself, so Lightning's distributed sampler stays off)."""
+    placement: dict[str, Any] = {"devices": 1}
+    if parallel is not None:
+        placement = {"devices": "auto", "strategy": parallel.strategy, "plugins": parallel.plugins}
+    trainer = lightning.Trainer(
         max_steps=train.max_steps,
         accelerator="auto",
-        devices=1,
+        **placement,
+        use_distributed_sampler=False,
         precision=resolve_precision(train.precision),  # type: ignore[arg-type]
         logger=False,
         enable_checkpointing=False,
@@ -247,6 +289,7 @@ def build_trainer(train: TrainConfig, callbacks: list[lightning.Callback], progr
         enable_progress_bar=progress_bar,
         callbacks=callbacks,
     )
+    return parallel.prepare(trainer) if parallel is not None and parallel.prepare else trainer
 
 
 def train_trial(
@@ -257,11 +300,13 @@ def train_trial(
     threads: int | None = None,
     checkpoint: str | Path | None = None,
     state_dir: str | Path | None = None,
+    parallel: DataParallel | None = None,
 ) -> TrialResult:
     """Trains and evaluates one trial (see the module docstring for what ``sink`` receives); with
     ``checkpoint``, the trained model and its config are saved there (``mm1 eval`` reads it back). With
     ``state_dir``, the training state is saved there periodically and a trial whose state is there resumes from
-    it (the sink then sees ``train/resumed_from_step`` once, and steps continue from that one)."""
+    it (the sink then sees ``train/resumed_from_step`` once, and steps continue from that one). With ``parallel``,
+    this process is one rank of a data-parallel run (module docstring)."""
     problem = sequence_length_problem(cfg)
     if problem:
         raise ValueError(problem)
@@ -277,11 +322,14 @@ def train_trial(
         if state_dir is not None and cfg.train.checkpoint_every_n_steps is not None:
             state = TrainingState(Path(state_dir), cfg.train.checkpoint_every_n_steps, cfg.train.max_steps, recorder)
             callbacks.append(state)
-        resume = state.resume_path() if state else None
-        if resume is not None:
+        resume = state.resume_path() if state else None  # every rank resumes from the same file
+        trainer = build_trainer(cfg.train, callbacks, progress_bar, parallel)
+        if resume is not None and trainer.is_global_zero:
             sink.log_metrics({"train/resumed_from_step": float(resumed_step(resume))}, step=resumed_step(resume))
-        trainer = build_trainer(cfg.train, callbacks, progress_bar)
         trainer.fit(module, datamodule=PretrainingData(cfg, tokenizer), ckpt_path=resume, weights_only=True)
+        train_seconds = recorder.ended - recorder.started - periodic.seconds
+        if not trainer.is_global_zero:  # the other ranks only train
+            return TrialResult({}, len(recorder.losses), train_seconds, eval_seconds=0.0)
         eval_started = time.perf_counter()
         model = module.model.to(trainer.strategy.root_device)  # fit's teardown moved it to the CPU
         evaluation = evaluate(model, cfg, tokenizer, autocast=trainer.precision_plugin.forward_context)
@@ -290,7 +338,7 @@ def train_trial(
             save_trial_checkpoint(checkpoint, cfg, model)
         if state is not None:
             state.discard()
-    result = finish(cfg, sink, recorder, evaluation, eval_seconds, recorder.ended - recorder.started - periodic.seconds)
+    result = finish(cfg, sink, recorder, evaluation, eval_seconds, train_seconds)
     result.checkpoint = None if checkpoint is None else str(checkpoint)
     return result
 

@@ -31,8 +31,8 @@ class _Strict(BaseModel):
 
 
 class Resources(_Strict):
-    cpus_per_trial: float = Field(1.0, gt=0, description="per worker when workers_per_trial > 1")
-    gpus_per_trial: float = Field(0.0, ge=0, description="fractions pack several trials on one GPU")
+    cpus_per_trial: float = Field(1.0, gt=0, allow_inf_nan=False, description="per worker when workers_per_trial > 1")
+    gpus_per_trial: float = Field(0.0, ge=0, allow_inf_nan=False, description="fractions pack several trials on a GPU")
     workers_per_trial: int = Field(1, ge=1, le=1024, description="data-parallel workers (Ray Train + Lightning DDP)")
 
     @field_validator("gpus_per_trial")
@@ -50,7 +50,7 @@ class Scheduler(_Strict):
     metric: str = "train/loss"
     mode: Literal["min", "max"] = "min"
     grace_steps: int = Field(50, gt=0)
-    reduction_factor: float = Field(3.0, gt=1)
+    reduction_factor: float = Field(3.0, gt=1, allow_inf_nan=False)
 
 
 class Failure(_Strict):
@@ -99,8 +99,8 @@ class SweepSpec(_Strict):
             raise ValueError("at least one seed is needed")
         if len(set(seeds)) != len(seeds):
             raise ValueError("seeds must be distinct")
-        if any(s < 0 for s in seeds):
-            raise ValueError("seeds must be >= 0")
+        if any(s < 0 or s >= 2**32 for s in seeds):
+            raise ValueError("seeds must be >= 0 and < 2**32")
         return seeds
 
     @model_validator(mode="after")
@@ -118,6 +118,51 @@ class SweepSpec(_Strict):
         return self
 
 
+MAX_DEPTH, MAX_VALUES = 64, 100_000  # a sweep nests about six levels and holds some hundred values
+
+
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader (plain data, no Python tags) refusing nesting beyond ``MAX_DEPTH`` while it
+    composes, before a deep document exhausts Python's recursion limit."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise SpecError(f"line {mark.line + 1}, column {mark.column + 1}: nested more than {MAX_DEPTH} levels deep")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _safe_load(text: str) -> Any:
+    """``yaml.safe_load(text)`` with the depth limit."""
+    loader = _DepthLimitedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Why ``data`` is too deep or too large to validate (iterative, and stopped early: YAML aliases can make a
+    structure that refers to itself or that grows exponentially as it is walked)."""
+    stack, seen = [(data, 0)], 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return f"more than {MAX_VALUES} values (YAML aliases that repeat themselves?)"
+        if isinstance(node, (dict, list)):
+            if depth >= MAX_DEPTH:
+                return f"nested more than {MAX_DEPTH} levels deep (or a YAML alias refers to itself)"
+            stack += [(child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)]
+    return None
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Reads a YAML mapping; every failure is a one-line ``SpecError`` (the caller names the file)."""
     try:
@@ -127,12 +172,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read ({type(exc).__name__})") from None
     try:
-        data = yaml.safe_load(text)
+        data = _safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise SpecError(f"{where}invalid YAML: {problem}") from None
+    problem = _shape_problem(data)  # what aliases build; validation and expansion recurse: refuse before either
+    if problem:
+        raise SpecError(problem)
     if not isinstance(data, dict):
         raise SpecError(f"expected a mapping at the top level, got {type(data).__name__}")
     if any(not isinstance(k, str) for k in data):

@@ -7,9 +7,12 @@ results, in bursts, and the driver is the single MLflow writer (see ``orchestrat
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
+
+if TYPE_CHECKING:  # mm1core (and Lightning) load inside the trial, not in the driver
+    from mm1core.train import DataParallel, MetricSink, TrialResult
 
 # Keys of a reported result (besides metric names themselves).
 HISTORY, STEP, FINAL, ERROR = "mm1/history", "step", "mm1/final", "mm1/error"
@@ -48,33 +51,54 @@ def tune_trial(config: dict[str, Any]) -> None:
     """Trains and evaluates one trial.
 
     ``config["trial_payload"]`` = ``{"trial": <resolved TrialConfig dict>, "threads": int, "key": trial_key,
-    "checkpoint": where the trained model goes, "state_dir": where the resume state lives while it trains}``.
+    "checkpoint": where the trained model goes, "state_dir": where the resume state lives while it trains}``, and
+    for a data-parallel trial ``"workers"`` (W > 1), ``"cpus_per_worker"``, ``"gpus_per_worker"``: then W Ray Train
+    workers train it and this function relays their results (``orchestrator.distributed``); ``threads`` is per worker.
     """
+    payload = config["trial_payload"]
+    sink = TuneSink()
+    if payload.get("workers", 1) > 1:
+        from orchestrator.distributed import run_distributed
+
+        return run_distributed(payload, sink)
+    try:
+        result = train_payload(payload, sink)
+    except Exception as exc:
+        # The driver records this one-line cause in MLflow's mm1.error before Tune marks the trial ERROR.
+        sink.flush(**error_report(exc))
+        raise
+    sink.flush(**final_report(result))
+
+
+def train_payload(
+    payload: Mapping[str, Any], sink: MetricSink | None, parallel: DataParallel | None = None
+) -> TrialResult:
+    """``mm1core.train.train_trial`` on the payload's trial (a ``TrialResult``); ``parallel`` for a DDP rank."""
     from mm1core.config import TrialConfig
     from mm1core.train import train_trial
 
-    payload = config["trial_payload"]
-    trial = TrialConfig.model_validate(payload["trial"])
-    sink = TuneSink()
-    try:
-        result = train_trial(
-            trial,
-            sink=sink,
-            progress_bar=False,
-            threads=payload["threads"],
-            checkpoint=payload.get("checkpoint"),
-            state_dir=payload.get("state_dir"),
-        )
-    except Exception as exc:
-        # The driver records this one-line cause in MLflow's mm1.error before Tune marks the trial ERROR.
-        sink.flush(**{ERROR: f"{type(exc).__name__}: {exc}"})
-        raise
-    sink.flush(
-        **{
-            FINAL: 1.0,
-            CHECKPOINT: result.checkpoint,
-            PREDICTIONS: result.predictions,
-            "perf/train_seconds": result.train_seconds,
-            "perf/eval_seconds": result.eval_seconds,
-        }
+    return train_trial(
+        TrialConfig.model_validate(payload["trial"]),
+        sink=sink,
+        progress_bar=False,
+        threads=payload["threads"],
+        checkpoint=payload.get("checkpoint"),
+        state_dir=payload.get("state_dir"),
+        parallel=parallel,
     )
+
+
+def error_report(exc: BaseException) -> dict[str, str]:
+    """The extra keys of a failed trial's last result: its cause on one line."""
+    return {ERROR: f"{type(exc).__name__}: {exc}"}
+
+
+def final_report(result: TrialResult) -> dict[str, Any]:
+    """The extra keys of a finished trial's last result."""
+    return {
+        FINAL: 1.0,
+        CHECKPOINT: result.checkpoint,
+        PREDICTIONS: result.predictions,
+        "perf/train_seconds": result.train_seconds,
+        "perf/eval_seconds": result.eval_seconds,
+    }

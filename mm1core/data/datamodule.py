@@ -4,6 +4,10 @@ The loader yields exactly ``max_steps`` batches of ``batch_size`` rows. Which ro
 the ``data`` section alone (weights, seed, sources, packing), never on ``train.seed`` or the model, so trials
 that differ in anything else see identical data. The planner's position is the data module's state, saved in
 Lightning checkpoints: a resumed trial continues the same stream.
+
+Under data parallelism (a Lightning trainer with ``world_size`` W > 1) ``train.batch_size`` stays the global batch:
+rank r loads rows ``[r * B / W, (r + 1) * B / W)`` of each one (``RankShard``), so the W ranks together train on
+exactly the rows one process would.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from mm1core.config import TrialConfig
 from mm1core.data.dataset import PretrainingDataset, collate
 from mm1core.data.mixture import MixtureSchedule
 from mm1core.data.records import STREAMS
-from mm1core.data.sampler import RowPlanner
+from mm1core.data.sampler import RankShard, RowPlanner
 from mm1core.data.streams import Stream, open_stream
 from mm1core.data.tokenizer import TextTokenizer
 
@@ -81,11 +85,13 @@ class PretrainingData(lightning.LightningDataModule):
         return len(self.tokenizer.encode(document.text)) + 2 + images * (self.cfg.model.tokens_per_image - 1), images
 
     def train_dataloader(self) -> DataLoader:
-        workers = self.cfg.data.workers
+        workers, batch_size = self.cfg.data.workers, self.cfg.train.batch_size
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        sampler = self.planner if world == 1 else RankShard(self.planner, batch_size, rank, world)
         return DataLoader(
             self.dataset,
-            batch_size=self.cfg.train.batch_size,
-            sampler=self.planner,
+            batch_size=batch_size // world,
+            sampler=sampler,
             num_workers=workers,
             persistent_workers=False,
             prefetch_factor=4 if workers else None,

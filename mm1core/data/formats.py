@@ -75,6 +75,9 @@ _RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)")
 _GLOB = re.compile(r"[*?\[]")
 
 
+MAX_BRACE_RANGE = 1_000_000  # shard counts; a typo'd bound must not exhaust memory
+
+
 def expand_braces(pattern: str) -> list[str]:
     """``a/{00000..00002}.tar`` -> ``a/00000.tar a/00001.tar a/00002.tar``; ``{x,y}`` lists alternatives.
 
@@ -96,6 +99,8 @@ def _brace_options(body: str) -> list[str] | None:
         padded = any(bound.lstrip("-").startswith("0") and len(bound.lstrip("-")) > 1 for bound in (first, last))
         width = max(len(first), len(last)) if padded else 0
         step = 1 if int(last) >= int(first) else -1
+        if abs(int(last) - int(first)) >= MAX_BRACE_RANGE:
+            raise ValueError(f"{{{body}}}: a brace range of more than {MAX_BRACE_RANGE} values")
         return [f"{number:0{width}d}" for number in range(int(first), int(last) + step, step)]
     return body.split(",") if "," in body else None
 

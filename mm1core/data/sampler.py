@@ -111,3 +111,26 @@ class RowPlanner(Sampler[RowPlan]):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.state = PlannerState(int(state["row"]), {s: int(state["cursors"].get(s, 0)) for s in STREAMS})
+
+
+class RankShard(Sampler[RowPlan]):
+    """Rank ``rank`` of ``world`` data-parallel ranks: rows ``[rank * b, (rank + 1) * b)`` of each global batch of
+    ``batch_size`` rows, ``b = batch_size / world``, so the ranks' batches together are the single process's batch.
+
+    Every rank runs the whole plan (packing is sequential) and keeps its own rows, so the planner's state, and with it
+    a checkpoint's data position, is the same on every rank.
+    """
+
+    def __init__(self, planner: RowPlanner, batch_size: int, rank: int, world: int) -> None:
+        if batch_size % world:
+            raise ValueError(f"train.batch_size {batch_size} is not divisible by the {world} data-parallel workers")
+        self.planner, self.batch_size, self.rank, self.world = planner, batch_size, rank, world
+
+    def __len__(self) -> int:
+        return len(self.planner) // self.world  # the planner stops at a global batch boundary
+
+    def __iter__(self) -> Iterator[RowPlan]:
+        share = self.batch_size // self.world
+        for plan in self.planner:
+            if (plan.row % self.batch_size) // share == self.rank:
+                yield plan

@@ -111,6 +111,39 @@ def test_yamlish_text_after_a_valid_start(prefix: str, body: str, tmp_path: Path
     _validate(_write(tmp_path, prefix + body))
 
 
+def _nested(style: str, depth: int) -> str:
+    """YAML nested ``depth`` levels; block styles indent each level, so they stop at 300 (the text grows as
+    depth squared)."""
+    if style == "flow-list":
+        return "[" * depth + "]" * depth
+    if style == "flow-map":
+        return "{a: " * depth + "1" + "}" * depth
+    item = "- " if style == "block-list" else "a: "
+    return "".join(f"\n{'  ' * (level + 1)}{item}" for level in range(min(depth, 300)))
+
+
+@FUZZ
+@given(
+    style=st.sampled_from(["flow-list", "flow-map", "block-list", "block-map"]),
+    depth=st.integers(1, 3000),
+    where=st.sampled_from(["base: ", "grid:\n  train.lr: ", "base:\n  model: ", "exclude: "]),
+)
+def test_deep_nesting(style: str, depth: int, where: str, tmp_path: Path) -> None:
+    _validate(_write(tmp_path, f"name: x\n{where}{_nested(style, depth)}\n"))
+
+
+@FUZZ
+@given(levels=st.integers(1, 9), fanout=st.integers(1, 9), where=st.sampled_from(["base.eval.shots", "grid.train.lr"]))
+def test_yaml_alias_bombs_and_cycles(levels: int, fanout: int, where: str, tmp_path: Path) -> None:
+    """Aliases that grow exponentially when walked (a "billion laughs") or refer to themselves."""
+    lines = ["name: x", "scratch:", f"  a0: &a0 [{', '.join(['0'] * fanout)}]"]
+    lines += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * fanout)}]" for i in range(1, levels)]
+    lines += ["  loop: &loop [*loop]" if fanout == 1 else ""]
+    section, *path = where.split(".")
+    lines += [f"{section}:", f"  {'.'.join(path)}: {'*loop' if fanout == 1 else f'*a{levels - 1}'}"]
+    _validate(_write(tmp_path, "\n".join(lines) + "\n"))
+
+
 def test_python_tags_are_refused_not_run(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     _validate(_write(tmp_path, f'name: x\nbase: !!python/object/apply:os.system ["touch {marker}"]\n'))
@@ -207,7 +240,7 @@ def _axis(tree: Any, data: st.DataObject) -> Any:
 def _nest(tree: Any, data: st.DataObject) -> Any:
     where = data.draw(st.sampled_from(_nodes(tree)))
     value, wrap = _get(tree, where), data.draw(st.sampled_from(["list", "mapping"]))
-    for _ in range(data.draw(st.integers(1, 60))):
+    for _ in range(data.draw(st.integers(1, 200))):
         value = [value] if wrap == "list" else {"model": value}
     return _set(tree, where, value)
 
