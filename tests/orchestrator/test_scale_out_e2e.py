@@ -28,7 +28,7 @@ SPEC = {
         "train": {"max_steps": 20, "batch_size": 4, "log_every_n_steps": 5},
         "eval": {"shots": [0], "num_examples": 2, "max_new_tokens": 2},
     },
-    "grid": {"train.lr": [1e-3, 2e-3, 3e-3, 4e-3]},
+    "grid": {"train.lr": [1e-3, 3e-3]},  # two trials at once, one CPU each: one per node of the two-node cluster
     "resources": {"cpus_per_trial": 1},
     "max_concurrent": 2,
 }
@@ -59,7 +59,7 @@ def test_sweep_joins_a_running_cluster_and_trials_land_on_both_nodes(two_node_cl
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("scale-out")
     runs = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("mm1.role") == "trial"]
-    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     nodes = {r.data.tags["mm1.node"] for r in runs}
     cluster_nodes = {node.node_id for node in two_node_cluster.list_all_nodes()}
     assert len(nodes) == 2 and nodes <= cluster_nodes
@@ -113,7 +113,7 @@ def test_sweep_logs_to_a_real_tracking_server(mlflow_server: str, tmp_path: Path
     runs = client.search_runs([experiment.experiment_id])
     trials = [r for r in runs if r.data.tags.get("mm1.role") == "trial"]
     parent = next(r for r in runs if r.data.tags.get("mm1.role") == "sweep")
-    assert len(trials) == 4 and all(r.info.status == "FINISHED" for r in trials)
+    assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in trials)
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in trials)
     assert len(client.get_metric_history(trials[0].info.run_id, "train/loss")) == 20
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -121,8 +121,8 @@ def test_sweep_logs_to_a_real_tracking_server(mlflow_server: str, tmp_path: Path
     assert {a.path for a in client.list_artifacts(trials[0].info.run_id)} >= {"predictions.json"}
 
     status = run_mm1("sweep", "status", str(spec), "--tracking-uri", mlflow_server, cwd=tmp_path)
-    assert status.returncode == 0 and "4 FINISHED" in status.stdout
+    assert status.returncode == 0 and "2 FINISHED" in status.stdout
     table = run_mm1(
         "compare", "--experiment", "scale-out", "--by", "train.lr", "--tracking-uri", mlflow_server, cwd=tmp_path
     )
-    assert table.returncode == 0 and table.stdout.count("\n") >= 5, table.stderr[-2000:]
+    assert table.returncode == 0 and table.stdout.count("\n") >= 3, table.stderr[-2000:]
