@@ -7,10 +7,11 @@ nccl on GPU). ``train.batch_size`` stays the global batch: rank r trains on its 
 loss is weighted so a step equals the single-worker step (``mm1core.module.data_parallel_loss``).
 
 Results: rank 0's sink puts each burst on a Ray queue and a thread of the Tune function replays it into the trial's
-own sink (``TuneSink``), so the driver's ``TrialLogger`` sees the same results as from one worker. Not
-``ray.train.report`` with ``TuneReportCallback``: Train V2 treats a report as a collective that every rank must make
-(rank 0's evaluations and final metrics would need idle twins) and its controller takes one report per status poll
-(every 2 s), which would stall a trial that logs more often.
+own sink (``TuneSink``), so the driver's ``TrialLogger`` sees the same results as from one worker (plus
+``perf/workers`` in the final one). Not ``ray.train.report`` with ``TuneReportCallback``: Train V2 treats a report as
+a collective that every rank must make (rank 0's evaluations and final metrics would need idle twins on the other
+ranks), and its controller takes one report per status poll (every 2 s), which would stall a trial that logs more
+often.
 
 Resources: Ray Train reserves the workers' own placement group, so the Tune trial itself holds nothing
 (``trial_resources``) and ``concurrent_trials`` keeps Tune from starting more trials than the workers fit.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import tempfile
 import threading
 from collections.abc import Mapping
+from queue import Empty
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.trainable import ERROR, error_report, final_report, train_payload
@@ -38,6 +40,18 @@ def trial_resources(resources: Resources) -> dict[str, float]:
     if resources.workers_per_trial == 1:
         return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
     return {"cpu": 0, "memory": 1}
+
+
+def worker_payload(resources: Resources) -> dict[str, float]:
+    """The trial payload's keys for W > 1 workers (``workers``, ``cpus_per_worker``, ``gpus_per_worker``: the sweep's
+    ``*_per_trial`` are per worker then), on which ``tune_trial`` dispatches here; none for one worker."""
+    if resources.workers_per_trial == 1:
+        return {}
+    return {
+        "workers": resources.workers_per_trial,
+        "cpus_per_worker": resources.cpus_per_trial,
+        "gpus_per_worker": resources.gpus_per_trial,
+    }
 
 
 def concurrent_trials(resources: Resources, cluster: Mapping[str, float], requested: int | None) -> int | None:
@@ -81,22 +95,35 @@ class QueueSink:
 
 
 class Relay:
-    """Replays the bursts on ``queue`` into ``sink`` from a thread of the Tune function, while it waits in
-    ``TorchTrainer.fit``. Only the first error is passed on: it is the cause (a peer's broken collective follows)."""
+    """Replays the bursts put on its queue into ``sink`` from a thread of the Tune function, while that waits in
+    ``TorchTrainer.fit``; a context manager, drained on exit. Only the first error is passed on: it is the cause (a
+    peer's broken collective follows). ``queue``: a Ray queue of its own when not given."""
 
-    def __init__(self, queue: Any, sink: Any) -> None:
-        self.queue, self.sink = queue, sink
+    def __init__(self, sink: Any, queue: Any = None) -> None:
+        self.sink, self.queue, self.owns_queue = sink, queue, queue is None
         self.error_sent = False
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.run, name="mm1-relay", daemon=True)
 
-    def run(self) -> None:
-        from ray.util.queue import Empty
+    def __enter__(self) -> Relay:
+        if self.owns_queue:
+            from ray.util.queue import Queue
 
+            self.queue = Queue(actor_options={"num_cpus": 0})  # it must not wait for a CPU the workers hold
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.done.set()
+        self.thread.join()
+        if self.owns_queue:
+            self.queue.shutdown()
+
+    def run(self) -> None:
         while True:
             try:
                 history, extra = self.queue.get(timeout=RELAY_POLL_S)
-            except Empty:
+            except Empty:  # Ray's queue raises a subclass
                 if self.done.is_set():
                     return  # every put happened before fit returned: the queue is drained
                 continue
@@ -111,10 +138,6 @@ class Relay:
             self.sink.log_metrics(values, step)
         self.sink.flush(**extra)
 
-    def close(self) -> None:
-        self.done.set()
-        self.thread.join()
-
 
 def train_worker(config: dict[str, Any]) -> None:
     """``train_loop_per_worker``: this rank's part of the trial; rank 0 reports through the queue, any rank that
@@ -125,7 +148,8 @@ def train_worker(config: dict[str, Any]) -> None:
     from mm1core.train import DataParallel
 
     sink = QueueSink(config["queue"])
-    rank_zero = ray.train.get_context().get_world_rank() == 0
+    context = ray.train.get_context()
+    rank_zero = context.get_world_rank() == 0
     # A rank whose rows hold no image leaves the encoder and connector out of its graph: DDP must look for that.
     strategy = RayDDPStrategy(find_unused_parameters=True)
     parallel = DataParallel(strategy, [RayLightningEnvironment()], prepare_trainer)
@@ -135,29 +159,22 @@ def train_worker(config: dict[str, Any]) -> None:
         sink.flush(**error_report(exc))
         raise
     if rank_zero:
-        sink.flush(**final_report(result))
+        sink.flush(**final_report(result), **{"perf/workers": context.get_world_size()})
 
 
 def run_distributed(payload: Mapping[str, Any], sink: Any) -> None:
     """Trains the payload's trial (see ``orchestrator.trainable.tune_trial``) on ``payload["workers"]`` Ray Train
     workers of ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs, relaying rank 0's results into ``sink`` (a
     ``TuneSink``, or any object with its ``log_metrics``/``flush(**extra)``). Raises what failed, after sending it."""
-    from ray.util.queue import Queue
-
-    queue = Queue(actor_options={"num_cpus": 0})  # it must not wait for a CPU the workers hold
-    relay = Relay(queue, sink)
-    relay.thread.start()
+    relay = Relay(sink)
     try:
         check_layout(payload["trial"]["train"]["batch_size"], payload["workers"], payload["gpus_per_worker"])
-        fit(payload, queue)
+        with relay:
+            fit(payload, relay.queue)
     except Exception as exc:
-        relay.close()
-        if not relay.error_sent:
+        if not relay.error_sent:  # failed before a worker could say why, or killed by a peer's failure
             sink.flush(**error_report(root_cause(exc)))
         raise
-    finally:
-        relay.close()
-        queue.shutdown()
 
 
 def fit(payload: Mapping[str, Any], queue: Any) -> None:

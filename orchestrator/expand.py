@@ -126,10 +126,27 @@ def expand(spec: SweepSpec) -> list[Trial]:
         varied = {path: overrides[path] for path in varied_paths}
         trial = Trial(len(trials), config.trial_key(), config, varied, derived_values(given, config))
         trials.append(trial)
+    problems += _layout_problems(spec, trials)
     if problems:
         raise SpecError("\n".join(dict.fromkeys(problems)))
     _check_distinct(trials)
     return trials
+
+
+def _layout_problems(spec: SweepSpec, trials: list[Trial]) -> list[str]:
+    """Data-parallel trials split each global batch equally over their workers, on whole GPUs."""
+    workers, gpus = spec.resources.workers_per_trial, spec.resources.gpus_per_trial
+    if workers == 1:
+        return []
+    problems = [
+        f"trial {t.label}: train.batch_size {t.config.train.batch_size} is not divisible by "
+        f"resources.workers_per_trial {workers}"
+        for t in trials
+        if t.config.train.batch_size % workers
+    ]
+    if 0 < gpus < 1:
+        problems.append(f"resources.gpus_per_trial: {gpus:g}: data-parallel workers need a whole GPU each")
+    return problems
 
 
 def _check_distinct(trials: list[Trial]) -> None:

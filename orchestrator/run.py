@@ -157,25 +157,15 @@ def _fit(spec: SweepSpec, todo: list[Trial], logger: Any, *, max_concurrent: int
     import ray
     from ray import tune
 
+    from orchestrator.distributed import concurrent_trials, trial_resources
+
     try:
-        threads = max(1, int(spec.resources.cpus_per_trial))
-        checkpoints = Path.cwd() / ".mm1" / "checkpoints" / spec.name
-        payloads = [
-            {
-                "trial": t.config.model_dump(mode="json"),
-                "threads": threads,
-                "key": t.key,
-                "checkpoint": str(checkpoints / f"{t.key}.pt"),
-                "state_dir": str(checkpoints / t.key),  # resume state while the trial runs (retries, re-runs)
-            }
-            for t in todo
-        ]
-        resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+        payloads = [_payload(spec, trial) for trial in todo]
         tuner = tune.Tuner(
-            tune.with_resources(tune_trial, resources),
+            tune.with_resources(tune_trial, trial_resources(spec.resources)),
             param_space={"trial_payload": tune.grid_search(payloads)},
             tune_config=tune.TuneConfig(
-                max_concurrent_trials=max_concurrent,
+                max_concurrent_trials=concurrent_trials(spec.resources, ray.cluster_resources(), max_concurrent),
                 reuse_actors=True,  # one worker start-up (torch, lightning imports) serves many trials
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
                 scheduler=_scheduler(spec, todo),
@@ -193,6 +183,26 @@ def _fit(spec: SweepSpec, todo: list[Trial], logger: Any, *, max_concurrent: int
         tuner.fit()
     finally:
         ray.shutdown()
+
+
+def _payload(spec: SweepSpec, trial: Trial) -> dict[str, Any]:
+    """What one Tune trial gets (``orchestrator.trainable.tune_trial`` documents the keys)."""
+    checkpoints = Path.cwd() / ".mm1" / "checkpoints" / spec.name
+    resources = spec.resources
+    payload = {
+        "trial": trial.config.model_dump(mode="json"),
+        "threads": max(1, int(resources.cpus_per_trial)),
+        "key": trial.key,
+        "checkpoint": str(checkpoints / f"{trial.key}.pt"),
+        "state_dir": str(checkpoints / trial.key),  # resume state while the trial runs (retries, re-runs)
+    }
+    if resources.workers_per_trial > 1:
+        payload.update(
+            workers=resources.workers_per_trial,
+            cpus_per_worker=resources.cpus_per_trial,
+            gpus_per_worker=resources.gpus_per_trial,
+        )
+    return payload
 
 
 def _scheduler(spec: SweepSpec, todo: list[Trial]) -> Any:

@@ -33,13 +33,14 @@ def loss_and_gradient(rows: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return objective.detach(), logged, weight.grad
 
 
-def rank_main(rank: int, port: int, results: dict) -> None:
+def rank_main(rank: int, port: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's logged loss and DDP's gradient (the mean of the ranks' gradients)."""
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
         share = ROWS // WORLD
         _, logged, gradient = loss_and_gradient(slice(rank * share, (rank + 1) * share))
-        dist.all_reduce(gradient)  # what DDP does: the mean of the ranks' gradients
-        results[rank] = (logged, gradient / WORLD)
+        dist.all_reduce(gradient)
+        return logged, gradient / WORLD
     finally:
         dist.destroy_process_group()
 
@@ -59,14 +60,15 @@ def test_without_a_process_group_the_loss_is_unchanged() -> None:
 
 def test_two_ranks_step_and_log_like_one_process_on_the_whole_batch() -> None:
     _, single_loss, single_gradient = loss_and_gradient(slice(None))
-    with mp.Manager() as manager:
-        results = manager.dict()
-        # fork: the ranks start with torch and mm1core already imported (spawn would import Lightning again)
-        mp.start_processes(rank_main, args=(free_port(), results), nprocs=WORLD, start_method="fork")
-        ranks = dict(results)
-    for logged, gradient in ranks.values():
-        torch.testing.assert_close(logged, single_loss)
-        torch.testing.assert_close(gradient, single_gradient)
+    port = free_port()
+    # Rank 1 in a fresh process (spawn: forking a process that has run torch ops can hang), rank 0 in this one.
+    peer = mp.get_context("spawn").Process(target=rank_main, args=(1, port))
+    peer.start()
+    logged, gradient = rank_main(0, port)
+    peer.join(timeout=120)
+    assert peer.exitcode == 0
+    torch.testing.assert_close(logged, single_loss)
+    torch.testing.assert_close(gradient, single_gradient)
     # The plain average of the rank means (DDP without the weighting) would not be the batch's gradient here.
     inputs, token_ids, loss_mask, weight = batch()
     weight.requires_grad_(True)

@@ -1,0 +1,113 @@
+"""The pieces of a multi-worker trial that need no Ray cluster: what it reserves, how many run at once, the layout
+check, and the relay of rank 0's bursts (on a plain queue) into the trial's sink."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from orchestrator.distributed import (
+    QueueSink,
+    Relay,
+    check_layout,
+    concurrent_trials,
+    root_cause,
+    run_distributed,
+    trial_resources,
+    worker_payload,
+)
+from orchestrator.spec import Resources
+from orchestrator.trainable import ERROR, FINAL
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.reports: list[tuple[list[tuple[int, dict[str, float]]], dict[str, Any]]] = []
+        self.pending: list[tuple[int, dict[str, float]]] = []
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self.pending.append((step, dict(metrics)))
+
+    def flush(self, **extra: Any) -> None:
+        self.reports.append((self.pending, extra))
+        self.pending = []
+
+
+def test_one_worker_keeps_the_trials_own_resources_and_payload() -> None:
+    resources = Resources(cpus_per_trial=2, gpus_per_trial=0.5)
+    assert trial_resources(resources) == {"cpu": 2, "gpu": 0.5}
+    assert worker_payload(resources) == {}
+    assert concurrent_trials(resources, {"CPU": 2.0}, requested=None) is None
+
+
+def test_several_workers_reserve_nothing_in_tune_and_say_how_many_in_the_payload() -> None:
+    resources = Resources(workers_per_trial=2, cpus_per_trial=1, gpus_per_trial=1)
+    assert trial_resources(resources) == {"cpu": 0, "memory": 1}  # Ray Train reserves the workers
+    assert worker_payload(resources) == {"workers": 2, "cpus_per_worker": 1, "gpus_per_worker": 1}
+
+
+@pytest.mark.parametrize(
+    ("resources", "cluster", "requested", "expected"),
+    [
+        (Resources(workers_per_trial=2, cpus_per_trial=1), {"CPU": 2.0}, None, 1),
+        (Resources(workers_per_trial=2, cpus_per_trial=1), {"CPU": 16.0}, None, 8),
+        (Resources(workers_per_trial=2, cpus_per_trial=1), {"CPU": 16.0}, 3, 3),
+        (Resources(workers_per_trial=2, cpus_per_trial=2, gpus_per_trial=1), {"CPU": 16.0, "GPU": 2.0}, None, 1),
+        (Resources(workers_per_trial=4, cpus_per_trial=1), {"CPU": 2.0}, None, 1),  # Ray Train says it cannot fit
+    ],
+    ids=["2-cores", "16-cores", "requested-fewer", "gpus-bound", "too-big"],
+)
+def test_concurrency_is_capped_at_the_trials_whose_workers_fit(
+    resources: Resources, cluster: dict[str, float], requested: int | None, expected: int
+) -> None:
+    assert concurrent_trials(resources, cluster, requested) == expected
+
+
+def test_layout_problems_are_one_line_errors() -> None:
+    check_layout(8, 2, 0)
+    check_layout(8, 4, 1)
+    with pytest.raises(ValueError, match=r"^train.batch_size 6 is not divisible by resources.workers_per_trial 4$"):
+        check_layout(6, 4, 0)
+    with pytest.raises(ValueError, match="need a whole GPU each"):
+        check_layout(8, 2, 0.5)
+
+
+def test_an_indivisible_batch_is_reported_before_any_worker_starts() -> None:
+    sink = RecordingSink()
+    payload = {"trial": {"train": {"batch_size": 6}}, "workers": 4, "gpus_per_worker": 0}
+    with pytest.raises(ValueError):
+        run_distributed(payload, sink)
+    assert sink.reports == [
+        ([], {ERROR: "ValueError: train.batch_size 6 is not divisible by resources.workers_per_trial 4"})
+    ]
+
+
+def test_the_relay_replays_bursts_in_order_and_only_the_first_error() -> None:
+    channel: queue.Queue = queue.Queue()
+    rank_zero = QueueSink(channel)
+    sink = RecordingSink()
+    with Relay(sink, channel):
+        rank_zero.log_metrics({"train/loss": 2.5}, step=1)
+        rank_zero.log_metrics({"train/loss": 2.0}, step=2)
+        rank_zero.flush()
+        rank_zero.flush()  # nothing new: nothing sent
+        rank_zero.flush(**{FINAL: 1.0})
+        QueueSink(channel).flush(**{ERROR: "NonFiniteLoss: train/loss is nan at step 3"})  # the cause
+        QueueSink(channel).flush(**{ERROR: "DistBackendError: connection closed by peer"})  # its echo
+    assert sink.reports == [
+        ([(1, {"train/loss": 2.5}), (2, {"train/loss": 2.0})], {}),
+        ([], {FINAL: 1.0}),
+        ([], {ERROR: "NonFiniteLoss: train/loss is nan at step 3"}),
+    ]
+
+
+def test_the_root_cause_of_a_worker_group_failure_is_the_lowest_failed_ranks() -> None:
+    from ray.train import WorkerGroupError
+
+    cause = FloatingPointError("nan")
+    error = WorkerGroupError("rank 1 and 0 failed", {1: RuntimeError("peer gone"), 0: cause})
+    assert root_cause(error) is cause
+    assert root_cause(cause) is cause

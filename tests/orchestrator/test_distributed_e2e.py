@@ -1,0 +1,199 @@
+"""A trial on 2 CPU workers for real: Ray Train V2 ``TorchTrainer``, Lightning DDP over gloo, inside a local
+``ray.init(num_cpus=2)``, its results collected as the Tune function would relay them to the driver; compared with
+the same trial on one worker. Then the real CLI with ``resources.workers_per_trial: 2``.
+
+Tolerance: both runs do the same arithmetic on the same rows (each rank's loss weighted by its share of the batch's
+targets, ``data_parallel_loss``); only the summation order differs (per-rank matmuls over fewer rows, gloo's
+all-reduce), i.e. fp32 rounding (measured here: step 1 identical, at most 1e-6 apart over the 20 steps). Step 1
+(before any update) must agree to 1e-5, the whole curve to 1e-3, a margin for other BLAS builds and thread counts:
+a mis-sharded row, a wrong gradient scale or a lost step moves this toy loss by 1e-2 or more.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from mm1core.config import TrialConfig
+from mm1core.data.datamodule import PretrainingData
+from mm1core.data.tokenizer import build_tokenizer
+from mm1core.train import train_trial
+from orchestrator.distributed import run_distributed
+from orchestrator.trainable import CHECKPOINT, ERROR, FINAL, PREDICTIONS
+from tests.conftest import run_sweep_trials
+
+pytestmark = pytest.mark.slow
+
+STEPS, BATCH, WORKERS = 20, 8, 2
+CONFIG = {
+    "model": {
+        "encoder": {"name": "vit-tiny", "resolution": 32},
+        "connector": {"num_tokens": 4},
+        "decoder": {"name": "lm-nano"},
+    },
+    "train": {
+        "max_steps": STEPS,
+        "batch_size": BATCH,
+        "log_every_n_steps": 5,
+        "lr": 2e-3,
+        "checkpoint_every_n_steps": 10,
+    },
+    "eval": {"shots": [0], "num_examples": 2, "max_new_tokens": 4, "every_n_steps": 10},
+    # Mostly text: some rank's rows hold no image (its encoder gets no gradient), which DDP must handle.
+    "data": {"mixture": {"caption": 0.2, "interleaved": 0.1, "text": 0.7}},
+}
+
+
+class RecordingSink:
+    """What ``TuneSink`` would report: every (step, metrics) and each flush's extra keys."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.rows: list[tuple[int, dict[str, float]]] = []
+        self.flushes: list[dict[str, Any]] = []
+        self.stop_after = stop_after
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self.rows.append((step, dict(metrics)))
+
+    def flush(self, **extra: Any) -> None:
+        self.flushes.append(extra)
+        if self.stop_after is not None and self.rows[-1][0] > self.stop_after:
+            raise RuntimeError("interrupted")  # a crash after the step-10 state was saved
+
+    def curve(self, name: str = "train/loss") -> dict[int, float]:
+        return {step: metrics[name] for step, metrics in self.rows if name in metrics and "train/lr" in metrics}
+
+    def final(self) -> dict[str, float]:
+        return next(metrics for step, metrics in reversed(self.rows) if "perf/samples_per_s" in metrics)
+
+
+def payload(tmp_path: Path, config: dict = CONFIG) -> dict[str, Any]:
+    return {
+        "trial": TrialConfig.model_validate(config).model_dump(mode="json"),
+        "threads": 1,
+        "key": "t0",
+        "checkpoint": str(tmp_path / "t0.pt"),
+        "state_dir": str(tmp_path / "t0"),
+        "workers": WORKERS,
+        "cpus_per_worker": 1,
+        "gpus_per_worker": 0,
+    }
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def single() -> RecordingSink:
+    sink = RecordingSink()
+    train_trial(TrialConfig.model_validate(CONFIG), sink=sink, progress_bar=False, threads=1)
+    return sink
+
+
+@pytest.fixture(scope="module")
+def two_workers(local_ray, tmp_path_factory) -> tuple[RecordingSink, Path]:
+    directory = tmp_path_factory.mktemp("ddp")
+    sink = RecordingSink()
+    run_distributed(payload(directory), sink)
+    return sink, directory
+
+
+def test_some_rank_trains_on_rows_without_images() -> None:
+    """The precondition the mixture is chosen for (the plan is deterministic)."""
+    config = TrialConfig.model_validate(CONFIG)
+    plans = list(PretrainingData(config, build_tokenizer()).planner)
+    share = BATCH // WORKERS
+    slices = [plans[start : start + share] for start in range(0, len(plans), share)]
+    assert any(all(plan.stream == "text" for plan in rows) for rows in slices)
+
+
+def test_the_loss_curve_is_the_single_workers(single: RecordingSink, two_workers) -> None:
+    ddp, _ = two_workers
+    expected, got = single.curve(), ddp.curve()
+    assert sorted(got) == list(range(1, STEPS + 1)) == sorted(expected)
+    assert abs(got[1] - expected[1]) < 1e-5
+    differences = [abs(got[step] - expected[step]) for step in expected]
+    assert max(differences) < 1e-3, differences
+    assert ddp.curve("train/lr") == pytest.approx(single.curve("train/lr"), rel=1e-9)
+
+
+def test_the_relayed_results_have_the_single_worker_shape(single: RecordingSink, two_workers) -> None:
+    ddp, directory = two_workers
+    assert set(ddp.final()) == set(single.final())  # every eval metric and perf/samples_per_s, at the last step
+    assert ddp.final()["eval/loss"] == pytest.approx(single.final()["eval/loss"], abs=1e-3)
+    periodic = [metrics for step, metrics in ddp.rows if step == 10 and "eval/loss" in metrics]
+    assert len(periodic) == 1  # rank 0 alone evaluates
+    last = ddp.flushes[-1]
+    assert last[FINAL] == 1.0 and last[CHECKPOINT] == str(directory / "t0.pt") and last[PREDICTIONS]
+    assert last["perf/train_seconds"] > 0 and last["perf/workers"] == WORKERS
+    assert not any(ERROR in extra for extra in ddp.flushes)
+    assert (directory / "t0.pt").is_file() and not (directory / "t0").exists()  # the resume state is discarded
+
+
+def test_data_shares_count_every_ranks_rows(single: RecordingSink, two_workers) -> None:
+    ddp, _ = two_workers
+
+    def shares(sink: RecordingSink) -> list[dict[str, float]]:
+        return [metrics for _, metrics in sink.rows if "data/skipped" in metrics]
+
+    assert shares(ddp)[-1] == shares(single)[-1]
+
+
+def test_a_two_worker_trial_resumes_from_a_one_worker_state(single: RecordingSink, local_ray, tmp_path: Path) -> None:
+    """The resume state does not depend on the worker count: weights, optimizer, data position (global rows)."""
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train_trial(
+            TrialConfig.model_validate(CONFIG),
+            sink=RecordingSink(stop_after=10),
+            progress_bar=False,
+            threads=1,
+            state_dir=tmp_path / "t0",
+        )
+    assert torch.load(tmp_path / "t0" / "last.ckpt", weights_only=False)["global_step"] == 10
+    sink = RecordingSink()
+    run_distributed(payload(tmp_path), sink)
+    assert [step for step, metrics in sink.rows if "train/resumed_from_step" in metrics] == [10]
+    resumed, expected = sink.curve(), single.curve()
+    assert sorted(resumed) == list(range(11, STEPS + 1))
+    assert max(abs(resumed[step] - expected[step]) for step in resumed) < 1e-3
+
+
+def test_a_failing_trial_sends_its_cause_once_and_raises(local_ray, tmp_path: Path) -> None:
+    diverging = {**CONFIG, "train": {**CONFIG["train"], "lr": 1e4}}
+    sink = RecordingSink()
+    with pytest.raises(Exception):  # noqa: B017 - Ray Train's wrapper of the workers' NonFiniteLoss
+        run_distributed(payload(tmp_path, diverging), sink)
+    errors = [extra[ERROR] for extra in sink.flushes if ERROR in extra]
+    assert len(errors) == 1 and errors[0].startswith("NonFiniteLoss: train/loss is nan at step"), errors
+    assert all(value == value for value in sink.curve().values())  # the NaN was never logged
+
+
+def test_sweep_with_two_workers_per_trial_logs_like_one(tmp_path: Path) -> None:
+    """Through the real CLI: ``run.py`` puts the workers into the payload and reserves ``trial_resources``."""
+    spec = {
+        "name": "ddp",
+        "experiment": "ddp-exp",
+        "base": CONFIG,
+        "resources": {"workers_per_trial": WORKERS, "cpus_per_trial": 1},
+    }
+    (run,) = run_sweep_trials(tmp_path, spec)
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    assert {"train/loss", "train/lr", "eval/loss", "eval/avg/0shot", "perf/samples_per_s"} <= set(metrics)
+    assert {"perf/train_seconds", "perf/eval_seconds"} <= set(metrics) and metrics["perf/workers"] == WORKERS
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    losses = client.get_metric_history(run.info.run_id, "train/loss")
+    assert sorted(m.step for m in losses) == list(range(1, STEPS + 1))
