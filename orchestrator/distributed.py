@@ -42,18 +42,6 @@ def trial_resources(resources: Resources) -> dict[str, float]:
     return {"cpu": 0, "memory": 1}
 
 
-def worker_payload(resources: Resources) -> dict[str, float]:
-    """The trial payload's keys for W > 1 workers (``workers``, ``cpus_per_worker``, ``gpus_per_worker``: the sweep's
-    ``*_per_trial`` are per worker then), on which ``tune_trial`` dispatches here; none for one worker."""
-    if resources.workers_per_trial == 1:
-        return {}
-    return {
-        "workers": resources.workers_per_trial,
-        "cpus_per_worker": resources.cpus_per_trial,
-        "gpus_per_worker": resources.gpus_per_trial,
-    }
-
-
 def concurrent_trials(resources: Resources, cluster: Mapping[str, float], requested: int | None) -> int | None:
     """Trials at once: ``requested`` (``None``: as many as resources allow), capped for W > 1 workers at how many
     trials' workers ``cluster`` (``ray.cluster_resources()``) holds, since their Tune functions reserve nothing and

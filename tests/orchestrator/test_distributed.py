@@ -17,7 +17,6 @@ from orchestrator.distributed import (
     root_cause,
     run_distributed,
     trial_resources,
-    worker_payload,
 )
 from orchestrator.spec import Resources
 from orchestrator.trainable import ERROR, FINAL
@@ -36,17 +35,15 @@ class RecordingSink:
         self.pending = []
 
 
-def test_one_worker_keeps_the_trials_own_resources_and_payload() -> None:
+def test_one_worker_keeps_the_trials_own_resources() -> None:
     resources = Resources(cpus_per_trial=2, gpus_per_trial=0.5)
     assert trial_resources(resources) == {"cpu": 2, "gpu": 0.5}
-    assert worker_payload(resources) == {}
     assert concurrent_trials(resources, {"CPU": 2.0}, requested=None) is None
 
 
-def test_several_workers_reserve_nothing_in_tune_and_say_how_many_in_the_payload() -> None:
+def test_several_workers_reserve_nothing_in_tune() -> None:
     resources = Resources(workers_per_trial=2, cpus_per_trial=1, gpus_per_trial=1)
     assert trial_resources(resources) == {"cpu": 0, "memory": 1}  # Ray Train reserves the workers
-    assert worker_payload(resources) == {"workers": 2, "cpus_per_worker": 1, "gpus_per_worker": 1}
 
 
 @pytest.mark.parametrize(

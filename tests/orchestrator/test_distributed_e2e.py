@@ -180,20 +180,23 @@ def test_a_failing_trial_sends_its_cause_once_and_raises(local_ray, tmp_path: Pa
 
 
 def test_sweep_with_two_workers_per_trial_logs_like_one(tmp_path: Path) -> None:
-    """Through the real CLI: ``run.py`` puts the workers into the payload and reserves ``trial_resources``."""
+    """Through the real CLI: ``run.py`` puts the workers into the payload, reserves ``trial_resources`` and caps the
+    trials at once with ``concurrent_trials`` (two trials of 2 workers on 2 cores: one after the other)."""
+    from mlflow.tracking import MlflowClient
+
     spec = {
         "name": "ddp",
         "experiment": "ddp-exp",
         "base": CONFIG,
+        "grid": {"train.lr": [2e-3, 1e-3]},
         "resources": {"workers_per_trial": WORKERS, "cpus_per_trial": 1},
     }
-    (run,) = run_sweep_trials(tmp_path, spec)
-    assert run.info.status == "FINISHED"
-    metrics = run.data.metrics
-    assert {"train/loss", "train/lr", "eval/loss", "eval/avg/0shot", "perf/samples_per_s"} <= set(metrics)
-    assert {"perf/train_seconds", "perf/eval_seconds"} <= set(metrics) and metrics["perf/workers"] == WORKERS
-    from mlflow.tracking import MlflowClient
-
+    runs = run_sweep_trials(tmp_path, spec)
+    assert len(runs) == 2 and all(run.info.status == "FINISHED" for run in runs)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    losses = client.get_metric_history(run.info.run_id, "train/loss")
-    assert sorted(m.step for m in losses) == list(range(1, STEPS + 1))
+    for run in runs:
+        metrics = run.data.metrics
+        assert {"train/loss", "train/lr", "eval/loss", "eval/avg/0shot", "perf/samples_per_s"} <= set(metrics)
+        assert {"perf/train_seconds", "perf/eval_seconds"} <= set(metrics) and metrics["perf/workers"] == WORKERS
+        losses = client.get_metric_history(run.info.run_id, "train/loss")
+        assert sorted(m.step for m in losses) == list(range(1, STEPS + 1))
