@@ -19,7 +19,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from dashboards import DashboardError
-from orchestrator.tracking import ROLE, SWEEP, TRIAL_KEY, sqlite_path, store_exists
+from orchestrator.tracking import ROLE, SWEEP, TRIAL_KEY, search_all_runs, sqlite_path, store_exists
 
 RUN_COLUMNS = ("run_id", "run_name", "sweep", "trial_key", "status", "start_time")
 SEED = "train.seed"
@@ -82,16 +82,7 @@ class Store:
                 self.client.log_artifact(run_id, str(path), artifact_path)
 
     def _search(self, experiment_id: str, query: str) -> list[Run]:
-        runs: list[Run] = []
-        token = None
-        while True:
-            page = self.client.search_runs(
-                [experiment_id], query, max_results=1000, page_token=token, order_by=["attributes.start_time DESC"]
-            )
-            runs += list(page)
-            token = page.token
-            if not token:
-                return runs
+        return search_all_runs(self.client, experiment_id, query)
 
 
 def runs_frame(runs: Sequence[Run]) -> pd.DataFrame:

@@ -80,16 +80,7 @@ class Tracker:
         return self._search(experiment_id, f"tags.`{ROLE}` = 'trial' AND tags.`{SWEEP}` = '{_quote(sweep)}'")
 
     def _search(self, experiment_id: str, query: str) -> list[Run]:
-        runs: list[Run] = []
-        token = None
-        while True:
-            page = self.client.search_runs(
-                [experiment_id], query, max_results=1000, page_token=token, order_by=["attributes.start_time DESC"]
-            )
-            runs += list(page)
-            token = page.token
-            if not token:
-                return runs
+        return search_all_runs(self.client, experiment_id, query)
 
     def start_sweep_run(self, experiment_id: str, sweep: str, spec_text: str, plan: list[dict[str, Any]]) -> str:
         """Re-uses the sweep's parent run when there is one, so re-runs gather under one parent."""
@@ -166,6 +157,20 @@ def trial_params(config: Any) -> dict[str, Any]:
 
     vocab_size = build_tokenizer(config.data.tokenizer).vocab_size
     return {**config.flat_params(), **config.model.parameter_counts(vocab_size)}
+
+
+def search_all_runs(client: MlflowClient, experiment_id: str, query: str) -> list[Run]:
+    """Every run of the experiment matching ``query``, newest first, across MLflow's result pages."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], query, max_results=1000, page_token=token, order_by=["attributes.start_time DESC"]
+        )
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def _quote(value: str) -> str:
