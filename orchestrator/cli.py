@@ -76,7 +76,7 @@ def _shown(derived: dict[str, Any]) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     spec, trials, text = _load(args.spec)
     from orchestrator.run import RayUnavailable, SweepBusy, run_sweep
-    from orchestrator.summary import format_table, overhead_line, trial_table
+    from orchestrator.summary import compute_line, format_table, overhead_line, trial_table
     from orchestrator.tracking import Tracker, resolve_tracking_uri
 
     tracker = Tracker(resolve_tracking_uri(args.tracking_uri))
@@ -93,6 +93,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\n" + format_table(table))
     if outcome.ran_keys:
         print(overhead_line(table, outcome.ran_keys, outcome.wall_seconds, outcome.concurrency))
+        if spec.scheduler.type != "fifo":
+            print(compute_line(table, trials, outcome.ran_keys, outcome.stopped))
     report = _sweep_report(tracker.uri, spec.experiment, spec.name)
     _where_to_look(tracker.uri, spec.experiment, Path.cwd() / ".mm1" / "checkpoints" / spec.name, report)
     if outcome.failed:

@@ -126,7 +126,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
         varied = {path: overrides[path] for path in varied_paths}
         trial = Trial(len(trials), config.trial_key(), config, varied, derived_values(given, config))
         trials.append(trial)
-    problems += _layout_problems(spec, trials)
+    problems += _layout_problems(spec, trials) + _scheduler_problems(spec, trials)
     if problems:
         raise SpecError("\n".join(dict.fromkeys(problems)))
     _check_distinct(trials)
@@ -147,6 +147,44 @@ def _layout_problems(spec: SweepSpec, trials: list[Trial]) -> list[str]:
     if 0 < gpus < 1:
         problems.append(f"resources.gpus_per_trial: {gpus:g}: data-parallel workers need a whole GPU each")
     return problems
+
+
+def scheduler_metrics(config: TrialConfig) -> set[str]:
+    """The metrics an early-stopping scheduler can see while ``config`` trains: ``train/loss`` every burst, and the
+    eval metrics with ``eval.every_n_steps``."""
+    if config.eval.every_n_steps is None:
+        return {"train/loss"}
+    ev = config.eval
+    names = {"train/loss", "eval/loss"} | ({"eval/textcore"} if ev.textcore else set())
+    for shots in ev.shots:
+        names |= {f"eval/{task}/{shots}shot" for task in ev.task_names()}
+        names |= {f"eval/avg/{shots}shot"} if ev.tasks else set()
+    return names
+
+
+def _scheduler_problems(spec: SweepSpec, trials: list[Trial]) -> list[str]:
+    """ASHA needs a metric every trial reports while it trains, optimised in the direction that makes sense."""
+    scheduler = spec.scheduler
+    if scheduler.type != "asha":
+        return []
+    wanted = "min" if scheduler.metric.endswith("loss") else "max"  # losses down, scores (CIDEr, accuracy) up
+    if scheduler.mode != wanted:
+        return [f"scheduler.mode: {scheduler.mode} is the wrong direction for {scheduler.metric} (use {wanted})"]
+    problems = []
+    for trial in trials:
+        if scheduler.metric not in scheduler_metrics(trial.config):
+            hint = (
+                " (set eval.every_n_steps: ASHA compares trials on the periodic evaluations)"
+                if scheduler.metric.startswith("eval/") and trial.config.eval.every_n_steps is None
+                else f"; reported while training: {', '.join(sorted(scheduler_metrics(trial.config)))}"
+            )
+            problems.append(f"scheduler.metric: trial {trial.label} does not report {scheduler.metric}{hint}")
+        elif trial.config.train.max_steps <= scheduler.grace_steps:
+            problems.append(
+                f"scheduler.grace_steps: {scheduler.grace_steps} is not below trial {trial.label}'s "
+                f"train.max_steps {trial.config.train.max_steps} (nothing would be stopped early)"
+            )
+    return problems[:1] + ([f"... and {len(problems) - 1} more trial(s) alike"] if len(problems) > 1 else [])
 
 
 def _check_distinct(trials: list[Trial]) -> None:

@@ -20,11 +20,23 @@ from ray.tune import Callback
 from orchestrator.expand import Trial
 from orchestrator.spec import SweepSpec
 from orchestrator.tracking import DRIVER, RESUMED, TRIAL_KEY, Tracker
-from orchestrator.trainable import CHECKPOINT, ERROR, FINAL, HISTORY, NODE, PREDICTIONS, STEP, tune_trial
+from orchestrator.trainable import (
+    CHECKPOINT,
+    ERROR,
+    FINAL,
+    HISTORY,
+    NODE,
+    PREDICTIONS,
+    STEP,
+    WORKER_GROUP,
+    tune_trial,
+)
 
 Printer = Callable[[str], None]
 NODE_TAG = "mm1.node"
 RESUMED_METRIC = "train/resumed_from_step"  # what mm1core.train reports when a trial resumes from its state
+STOPPED_EARLY = "mm1.stopped_early"  # tag of a trial the scheduler (ASHA) stopped before train.max_steps
+STEPS_METRIC = "perf/steps"  # optimizer steps a trial ran (fewer than train.max_steps when stopped early)
 
 
 @dataclass
@@ -34,6 +46,7 @@ class SweepOutcome:
     ran_keys: set[str]
     skipped: int
     failed: list[str] = field(default_factory=list)  # labels of failed trials
+    stopped: list[str] = field(default_factory=list)  # labels of trials the scheduler stopped early
     wall_seconds: float = 0.0
     concurrency: int | None = None  # trials at once (None: as many as resources allow)
 
@@ -128,7 +141,7 @@ def run_sweep(
     finally:
         logger.close_open_runs()
         outcome.wall_seconds = time.perf_counter() - started
-        outcome.failed = logger.failed
+        outcome.failed, outcome.stopped = logger.failed, logger.stopped
         clean = completed and not logger.failed and not logger.open_at_exit
         tracker.end_run(parent, "FINISHED" if clean else "FAILED")
     return outcome
@@ -138,6 +151,9 @@ def _start_ray(address: str | None) -> None:
     """Starts a local Ray instance, or joins the cluster at ``address`` (``auto``: the running one)."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our callback is the only logger
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, no Tune tables: we print our own progress
+    # A scheduler's eval metric is in the periodic-evaluation results only; the others carry train metrics, which
+    # ASHA skips. (Validation made sure every trial reports the metric: orchestrator.expand.scheduler_metrics.)
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     import ray
 
     try:
@@ -166,7 +182,9 @@ def _fit(spec: SweepSpec, todo: list[Trial], logger: Any, *, max_concurrent: int
             param_space={"trial_payload": tune.grid_search(payloads)},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=concurrent_trials(spec.resources, ray.cluster_resources(), max_concurrent),
-                reuse_actors=True,  # one worker start-up (torch, lightning imports) serves many trials
+                # One worker start-up (torch, lightning imports) serves many trials; a data-parallel trial's Tune
+                # function only relays, and a fresh one per trial keeps no worker group alive between trials.
+                reuse_actors=spec.resources.workers_per_trial == 1,
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
                 scheduler=_scheduler(spec, todo),
             ),
@@ -217,6 +235,7 @@ def _scheduler(spec: SweepSpec, todo: list[Trial]) -> Any:
         grace_period=spec.scheduler.grace_steps,
         reduction_factor=spec.scheduler.reduction_factor,
         max_t=max(t.config.train.max_steps for t in todo),
+        stop_last_trials=False,  # a trial reaching max_t still reports its final evaluation
     )
 
 
@@ -241,7 +260,10 @@ class TrialLogger(Callback):
         self.errors: dict[str, str] = {}  # tune trial id -> the error the trial reported
         self.earlier: dict[str, Any] = {}  # trial_key -> an unfinished run of an earlier attempt, to continue
         self.placed: set[str] = set()  # tune trial ids whose node is tagged
+        self.worker_groups: dict[str, str] = {}  # tune trial id -> its data-parallel workers' placement group
+        self.steps: dict[str, int] = {}  # tune trial id -> the last training step it reported
         self.failed: list[str] = []
+        self.stopped: list[str] = []  # labels of trials the scheduler stopped early
         self.open_at_exit = 0
 
     def _trial(self, tune_trial: Any) -> Trial:
@@ -265,10 +287,14 @@ class TrialLogger(Callback):
         run_id = self.run_ids[trial.trial_id]
         if result.get(ERROR):
             self.errors[trial.trial_id] = str(result[ERROR])
+        if result.get(WORKER_GROUP):
+            self.worker_groups[trial.trial_id] = str(result[WORKER_GROUP])
         if result.get(NODE) and trial.trial_id not in self.placed:
             self.placed.add(trial.trial_id)
             self.tracker.client.set_tag(run_id, NODE_TAG, str(result[NODE]))
         history = [(int(step), values) for step, values in result.get(HISTORY, [])]
+        if history:
+            self.steps[trial.trial_id] = max(self.steps.get(trial.trial_id, 0), max(step for step, _ in history))
         for step, values in history:
             if RESUMED_METRIC in values:
                 self.tracker.client.set_tag(run_id, RESUMED, str(step))
@@ -294,13 +320,28 @@ class TrialLogger(Callback):
             f"/{ours.config.train.max_steps}  {loss_text}"
         )
 
+    def release_workers(self, trial: Any) -> None:
+        """Removes a data-parallel trial's worker group, which outlives a trial the scheduler stopped."""
+        group = self.worker_groups.pop(trial.trial_id, None)
+        if group:
+            from orchestrator.distributed import release_workers
+
+            release_workers(group)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.release_workers(trial)
         run_id = self.run_ids.pop(trial.trial_id)
         ours = self._trial(trial)
+        steps = self.steps.pop(trial.trial_id, 0)
         if trial.trial_id not in self.final_seen:  # stopped early by the scheduler
-            self.tracker.client.set_tag(run_id, "mm1.stopped_early", "true")
+            self.tracker.client.set_tag(run_id, STOPPED_EARLY, "true")
+            self.stopped.append(ours.label)
+        self.tracker.log_history(run_id, [(steps, {STEPS_METRIC: float(steps)})])  # the compute it used
         self.tracker.end_run(run_id, "FINISHED")
-        self.say(f"{_now()} done    [{ours.index + 1}/{self.total}] {ours.label}")
+        if trial.trial_id in self.final_seen:
+            self.say(f"{_now()} done    [{ours.index + 1}/{self.total}] {ours.label}")
+        else:
+            self.say(f"{_now()} stopped [{ours.index + 1}/{self.total}] {ours.label} at step {steps} by the scheduler")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._fail(trial, retrying=True)
@@ -309,6 +350,7 @@ class TrialLogger(Callback):
         self._fail(trial, retrying=False)
 
     def _fail(self, trial: Any, retrying: bool) -> None:
+        self.release_workers(trial)
         run_id = self.run_ids.get(trial.trial_id) if retrying else self.run_ids.pop(trial.trial_id, None)
         ours = self._trial(trial)
         error = self.errors.pop(trial.trial_id, None) or _error_text(trial)

@@ -32,8 +32,9 @@ def trial_table(trials: list[Trial], runs: list[Run]) -> pd.DataFrame:
     rows = [_row(trial, by_key.get(trial.key)) for trial in trials]
     table = pd.DataFrame(rows)
     metric_columns = sorted(c for c in table.columns if c.startswith("eval/"))
-    leading = [c for c in table.columns if c not in metric_columns and c not in ("train_s", "trial_key", "error")]
-    trailing = [c for c in ("train_s", "trial_key", "error") if c in table.columns]
+    tail = ("steps", "train_s", "trial_key", "error")
+    leading = [c for c in table.columns if c not in metric_columns and c not in tail]
+    trailing = [c for c in tail if c in table.columns]
     return table[leading + metric_columns + trailing]
 
 
@@ -50,6 +51,7 @@ def _row(trial: Trial, run: Run | None) -> dict[str, Any]:
             if name.startswith("eval/avg/") or name in ("eval/textcore", "eval/loss")
         }
     )
+    row["steps"] = metrics.get("perf/steps")
     row["train_s"] = metrics.get("perf/train_seconds")
     row["trial_key"] = trial.key
     if run and run.data.tags.get("mm1.error"):
@@ -81,3 +83,14 @@ def overhead_line(table: pd.DataFrame, ran_keys: set[str], wall_seconds: float, 
         packed = (wall_seconds - trained / min(concurrency, ran)) / ran
         line += f"; {packed:+.1f} s against {min(concurrency, ran)} trials at once"
     return line
+
+
+def compute_line(table: pd.DataFrame, trials: list[Trial], ran_keys: set[str], stopped: list[str]) -> str:
+    """What early stopping saved: trial-steps run against the trials' ``train.max_steps``, over the trials run."""
+    planned = sum(t.config.train.max_steps for t in trials if t.key in ran_keys)
+    used = float(table.loc[table["trial_key"].isin(ran_keys), "steps"].dropna().sum())
+    share = used / planned if planned else 0.0
+    return (
+        f"early stopping: {len(stopped)} of {len(ran_keys)} trial(s) stopped by the scheduler; "
+        f"compute {used:,.0f} of {planned:,} trial-steps ({share:.0%})"
+    )

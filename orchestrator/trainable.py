@@ -18,6 +18,10 @@ if TYPE_CHECKING:  # mm1core (and Lightning) load inside the trial, not in the d
 HISTORY, STEP, FINAL, ERROR = "mm1/history", "step", "mm1/final", "mm1/error"
 CHECKPOINT, PREDICTIONS = "mm1/checkpoint", "mm1/predictions"
 NODE = "mm1/node"  # the Ray node the trial runs on (tag mm1.node: where a cluster put it)
+# A data-parallel trial's Ray Train worker group (placement group id, hex), reported by rank 0: the driver removes
+# it when the trial ends, since a trial stopped by the scheduler is killed before Ray Train can release it.
+WORKER_GROUP = "mm1/worker_group"
+PROFILE = "mm1/profile"  # where a trial with train.profile wrote its profiler trace
 
 
 def _node_id() -> str:

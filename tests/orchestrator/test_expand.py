@@ -149,3 +149,42 @@ def test_lr_law_as_a_grid_value_beside_fixed_lrs():
     bad = {"name": "g", "grid": {"train.lr": [1e-3, {"law": {"a": 1}}]}}
     with pytest.raises(SpecError, match=r"grid.train.lr\[1\].law.b: required field is missing"):
         parse_spec(bad)
+
+
+def _asha(**scheduler) -> dict:
+    return {
+        "name": "s",
+        "base": {"train": {"max_steps": 100}, "eval": {"every_n_steps": 20, "shots": [0, 4]}},
+        "grid": {"train.lr": [1e-3, 3e-3]},
+        "scheduler": {"type": "asha", "grace_steps": 20, **scheduler},
+    }
+
+
+@pytest.mark.parametrize(
+    "metric, mode", [("eval/loss", "min"), ("train/loss", "min"), ("eval/avg/4shot", "max"), ("eval/vqa/0shot", "max")]
+)
+def test_asha_accepts_metrics_reported_while_training(metric, mode):
+    assert len(expand(parse_spec(_asha(metric=metric, mode=mode)))) == 2
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"metric": "eval/loss", "mode": "max"}, "scheduler.mode: max is the wrong direction for eval/loss (use min)"),
+        ({"metric": "eval/avg/8shot", "mode": "max"}, "does not report eval/avg/8shot; reported while training:"),
+        ({"metric": "eval/bleu", "mode": "max"}, "scheduler.metric: trial lr0.001/s0 does not report eval/bleu"),
+        ({"metric": "train/loss", "grace_steps": 100}, "scheduler.grace_steps: 100 is not below trial lr0.001/s0's"),
+    ],
+)
+def test_asha_rejects_metrics_or_grace_it_cannot_use(change, message):
+    with pytest.raises(SpecError) as raised:
+        expand(parse_spec(_asha(**change)))
+    assert message in str(raised.value)
+    assert "and 1 more trial(s) alike" in str(raised.value) or "mode" in str(raised.value)
+
+
+def test_asha_on_an_eval_metric_needs_periodic_evaluation():
+    spec = _asha(metric="eval/loss")
+    del spec["base"]["eval"]["every_n_steps"]
+    with pytest.raises(SpecError, match=r"set eval.every_n_steps: ASHA compares trials on the periodic evaluations"):
+        expand(parse_spec(spec))
