@@ -445,7 +445,13 @@ class TrainConfig(StrictModel):
     # The whole training state is saved every n steps while a trial runs (and removed when it finishes), so a
     # retried or re-run trial resumes from it; null: never (a retry starts from scratch).
     checkpoint_every_n_steps: int | None = Field(100, gt=0)
+    # auto: bf16-mixed on a CUDA GPU that supports bf16, else 32-true (mm1core.train.resolve_precision).
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
+    # torch.compile the encoder, connector and decoder for training (nn.Module.compile: in place, so parameter
+    # names and checkpoints are unchanged); evaluation runs eagerly. Pays a compile of tens of seconds up front.
+    compile: bool = False
+    # Record a PyTorch profiler trace of a few training steps (Chrome trace JSON; TrialResult.profile says where).
+    profile: bool = False
 
     @field_validator("weight_decay")
     @classmethod
@@ -513,6 +519,9 @@ class EvalConfig(StrictModel):
         description="world (the embedded text set) and/or multiple-choice jsonl",
     )
     every_n_steps: int | None = Field(None, gt=0, description="also evaluate during training (learning curves, ASHA)")
+    periodic: Literal["full", "loss"] = Field(
+        "full", description="what every_n_steps evaluates: everything, or only the held-out loss (cheap; for ASHA)"
+    )
     predictions: int = Field(16, ge=0, description="sample predictions per task logged as an artifact")
 
     @field_validator("tasks")
@@ -556,7 +565,11 @@ class EvalConfig(StrictModel):
 # ---------------------------------------------------------------------------------------------- trial
 # Fields that change how a trial runs, not what it learns: left out of trial_key, so changing them never re-runs
 # a finished trial.
-UNHASHED = (("train", "checkpoint_every_n_steps"),)
+UNHASHED = (
+    ("train", "checkpoint_every_n_steps"),
+    ("train", "compile"),  # the same model and updates, up to kernel-level rounding
+    ("train", "profile"),  # only observes the steps
+)
 
 
 class TrialConfig(StrictModel):

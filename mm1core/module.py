@@ -101,7 +101,14 @@ def data_parallel_loss(lm_loss: torch.Tensor, loss_mask: torch.Tensor) -> tuple[
 
 
 class NonFiniteLoss(FloatingPointError):
-    """The training loss became NaN or infinite (a diverged trial): raised before the optimizer step."""
+    """The training loss became NaN or infinite (a diverged trial). On a CPU it is raised before that step's
+    optimizer update; on an accelerator, where a per-step check would cost a device sync every step,
+    ``mm1core.train.SinkCallback`` raises it when it delivers the burst holding the step (the steps before it are
+    delivered, the bad one never is)."""
+
+    @classmethod
+    def at(cls, value: float, step: int) -> NonFiniteLoss:
+        return cls(f"train/loss is {value} at step {step}: the trial diverged")
 
 
 class MM1Module(lightning.LightningModule):
@@ -123,9 +130,9 @@ class MM1Module(lightning.LightningModule):
         )
         auxiliary = self.model.decoder.aux_losses()
         loss = objective + self.model.decoder.aux_loss() if auxiliary else objective
-        check = loss + lm_loss  # lm_loss is the whole batch's: non-finite on every rank if it is on any
-        if not torch.isfinite(check):  # diverged: stop before the update, never train on it
-            raise NonFiniteLoss(f"train/loss is {check.item()} at step {self.global_step + 1}: the trial diverged")
+        check = loss.detach() + lm_loss  # lm_loss is the whole batch's: non-finite on every rank if it is on any
+        if check.device.type == "cpu" and not torch.isfinite(check):  # stop before the update, never train on it
+            raise NonFiniteLoss.at(check.item(), self.global_step + 1)
         return {
             "loss": loss,
             "lm_loss": lm_loss,

@@ -7,6 +7,13 @@ touches Ray or MLflow. Metrics go to a ``MetricSink``: ``train/loss`` and ``trai
 burst, not per step); then the eval metrics and ``perf/samples_per_s`` with ``step=max_steps``, and ``flush()``.
 Several trials can run one after another in one process: seeds are reset and thread counts restored.
 
+Performance switches (``train.*``, left out of the trial key): ``precision: auto`` trains in bf16 mixed precision on
+a CUDA GPU with bf16, else in fp32; ``compile`` compiles the encoder, connector and decoder with ``torch.compile``
+for training (in place: checkpoints keep their parameter names; evaluation runs eagerly); ``profile`` records a
+PyTorch profiler trace of a few training steps into ``profile_dir`` (``TrialResult.profile``). Nothing in a training
+step reads a device value back to the host: losses, the data mixture and the non-finite-loss check on an accelerator
+are read once per burst.
+
 Data-parallel (``parallel``: the Lightning strategy and plugins a launcher such as ``orchestrator.distributed``
 sets up; this module never imports one): every rank calls ``train_trial`` with the same config; ``train.batch_size``
 is the global batch, each rank trains on its slice of it (``mm1core.data.datamodule``). Rank 0 alone reports to its
@@ -18,7 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -35,9 +44,9 @@ from mm1core.data.datamodule import PretrainingData, max_sample_tokens
 from mm1core.data.records import STREAMS
 from mm1core.data.tokenizer import TextTokenizer, build_tokenizer
 from mm1core.evaluate.captioning import max_prompt_tokens
-from mm1core.evaluate.harness import Evaluation, evaluate
-from mm1core.model import build_model
-from mm1core.module import MM1Module
+from mm1core.evaluate.harness import Evaluation, evaluate, evaluate_loss
+from mm1core.model import MM1Model, build_model
+from mm1core.module import MM1Module, NonFiniteLoss
 
 
 class MetricSink(Protocol):
@@ -75,6 +84,7 @@ class TrialResult:
     eval_seconds: float  # the final evaluation
     predictions: list[dict] = field(default_factory=list)  # the final evaluation's sample predictions
     checkpoint: str | None = None  # where the trained model was saved
+    profile: str | None = None  # the Chrome trace JSON of a few training steps (train.profile), rank 0's
 
 
 class SinkCallback(lightning.Callback):
@@ -84,11 +94,16 @@ class SinkCallback(lightning.Callback):
     ``train/loss`` is the next-token loss (comparable between dense and MoE trials); a MoE decoder adds
     ``train/moe_load_balance``, ``train/moe_router_z``, ``train/moe_dropped_frac`` and the least and most used
     experts' shares of the routed tokens (``train/moe_expert_share_min``/``_max``; 1/num_experts when even).
+
+    A burst holding a non-finite training loss delivers the steps before it, then raises ``NonFiniteLoss`` naming
+    the first bad step (on an accelerator this replaces ``MM1Module``'s per-step check, which would sync).
     """
 
     def __init__(self, sink: MetricSink, every_n_steps: int) -> None:
         self.sink, self.every_n_steps = sink, every_n_steps
-        self.pending: list[tuple[int, dict[str, torch.Tensor], float]] = []  # (step, values on device, lr)
+        # (step, values on device, the optimised loss on device, lr)
+        self.pending: list[tuple[int, dict[str, torch.Tensor], torch.Tensor, float]] = []
+        self.pending_counts: list[torch.Tensor] = []  # per step, on device: rows of each stream, then skipped
         self.losses: list[float] = []  # every delivered next-token loss, in step order
         self.rows = torch.zeros(len(STREAMS), dtype=torch.long)  # training rows seen, per stream
         self.skipped = 0  # unreadable records skipped so far
@@ -111,10 +126,8 @@ class SinkCallback(lightning.Callback):
         self, trainer: lightning.Trainer, module: lightning.LightningModule, outputs: Any, *args: Any
     ) -> None:
         values = {name: value for name, value in outputs.items() if name != "loss"}
-        self.pending.append((trainer.global_step, values, self.step_lr))
-        batch = args[0]
-        self.rows += torch.bincount(batch["streams"].clamp(min=0), minlength=len(STREAMS)).cpu()
-        self.skipped += int(batch["skipped"].sum())
+        self.pending.append((trainer.global_step, values, outputs["loss"].detach(), self.step_lr))
+        self.pending_counts.append(batch_counts(args[0]))
         if len(self.pending) >= self.every_n_steps:
             self.deliver()
 
@@ -126,16 +139,25 @@ class SinkCallback(lightning.Callback):
         if not self.pending:
             return
         names = list(self.pending[0][1])
-        stacked = torch.stack([torch.stack([values[n] for n in names]) for _, values, _ in self.pending]).float()
+        stacked = torch.stack(
+            [torch.stack([*(values[n] for n in names), loss]) for _, values, loss, _ in self.pending]
+        ).float()  # (steps, names + 1)
         if self.strategy is not None:  # every rank delivers at the same steps: this collective pairs up
             stacked = self.strategy.reduce(stacked, reduce_op="mean")  # the loss is already the batch's on each
-        rows = stacked.cpu().tolist()  # (steps, names): one device sync
-        for (step, _, lr), row in zip(self.pending, rows, strict=True):
+        rows = stacked.cpu().tolist()  # one device sync
+        counts = torch.stack(self.pending_counts).sum(0).cpu()  # (streams + 1,)
+        self.rows += counts[:-1]
+        self.skipped += int(counts[-1])
+        pending, self.pending, self.pending_counts = self.pending, [], []
+        for (step, _, _, lr), (*row, loss) in zip(pending, rows, strict=True):
+            check = loss + row[names.index("lm_loss")]  # as MM1Module's
+            if not math.isfinite(check):  # the steps before it are delivered, this one never is
+                self.sink.flush()
+                raise NonFiniteLoss.at(check, step)
             metrics = {_metric_name(name): value for name, value in zip(names, row, strict=True)}
             self.sink.log_metrics({**metrics, "train/lr": lr}, step=step)
             self.losses.append(metrics["train/loss"])
-        self.sink.log_metrics(self.data_metrics(), step=self.pending[-1][0])
-        self.pending = []
+        self.sink.log_metrics(self.data_metrics(), step=pending[-1][0])
         self.sink.flush()
 
     def data_metrics(self) -> dict[str, float]:
@@ -150,6 +172,14 @@ class SinkCallback(lightning.Callback):
         return {**shares, "data/skipped": skipped}
 
 
+def batch_counts(batch: Any) -> torch.Tensor:
+    """``(streams + 1,)`` on the batch's device: its rows of each stream, then its skipped records. Computed
+    without reading anything back (``bincount`` on a GPU would sync to size its output)."""
+    streams = batch["streams"].clamp(min=0)  # (B,)
+    rows = (streams[:, None] == torch.arange(len(STREAMS), device=streams.device)).sum(0)  # (streams,)
+    return torch.cat([rows, batch["skipped"].sum().reshape(1).to(rows.dtype)])
+
+
 def _metric_name(output: str) -> str:
     return "train/loss" if output == "lm_loss" else f"train/{output}"
 
@@ -159,6 +189,87 @@ def resolve_precision(precision: str) -> str:
     if precision != "auto":
         return precision
     return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def compile_model(model: MM1Model, backend: str = "inductor") -> None:
+    """``torch.compile`` the encoder, connector and decoder in place (``nn.Module.compile``: the parameters keep
+    their names, so checkpoints and resume states are those of the eager model). The splice between them reads
+    the image-token count back (a graph break), so it stays eager."""
+    for part in (model.encoder, model.connector, model.decoder):
+        part.compile(backend=backend)
+
+
+def eager_evaluate(model: MM1Model, cfg: TrialConfig, tokenizer: TextTokenizer, autocast: Any) -> Evaluation:
+    """``evaluate`` with any compiled part run eagerly: generation's growing KV cache would recompile each step."""
+    with torch.compiler.set_stance("force_eager"):
+        return evaluate(model, cfg, tokenizer, autocast=autocast)
+
+
+def profile_schedule(steps: int, wait: int = 2, warmup: int = 1, active: int = 3) -> tuple[int, int, int]:
+    """``(wait, warmup, active)`` steps of the profiler, shrunk to fit ``steps``: the active steps first, then the
+    warm-up, then the skipped first steps (which hold one-off costs: compilation, allocator growth)."""
+    active = min(active, steps)
+    warmup = min(warmup, steps - active)
+    return min(wait, steps - active - warmup), warmup, active
+
+
+class StepProfiler(lightning.Callback):
+    """Runs ``torch.profiler`` over the training steps (CPU activity, and CUDA kernels when there is a GPU) on the
+    ``profile_schedule`` and writes the recorded steps as a Chrome trace (``chrome://tracing``, Perfetto) to
+    ``<directory>/trace.json``; rank 0 only."""
+
+    FILE = "trace.json"
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / self.FILE
+        self.profiler: torch.profiler.profile | None = None
+        self.written: Path | None = None
+
+    def on_train_start(self, trainer: lightning.Trainer, module: lightning.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        wait, warmup, active = profile_schedule(trainer.max_steps - trainer.global_step)
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self.profiler = torch.profiler.profile(
+            activities=activities,
+            schedule=torch.profiler.schedule(wait=wait, warmup=warmup, active=active, repeat=1),
+            on_trace_ready=self.export,
+        )
+        self.profiler.start()
+
+    def on_train_batch_end(self, trainer: lightning.Trainer, module: lightning.LightningModule, *args: Any) -> None:
+        if self.profiler is not None:
+            self.profiler.step()
+
+    def on_train_end(self, trainer: lightning.Trainer, module: lightning.LightningModule) -> None:
+        self.close()
+
+    def on_exception(self, trainer: lightning.Trainer, module: lightning.LightningModule, error: BaseException) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stops the profiler (writing the trace if the active steps were cut short)."""
+        if self.profiler is not None:
+            profiler, self.profiler = self.profiler, None
+            profiler.stop()
+
+    def export(self, profiler: torch.profiler.profile) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        profiler.export_chrome_trace(str(self.path))
+        self.written = self.path
+
+
+def profile_directory(profile_dir: str | Path | None, checkpoint: str | Path | None) -> Path:
+    """Where a profiled trial writes its trace: ``profile_dir``; else beside the checkpoint, ``<checkpoint
+    without suffix>-profile/`` (``.mm1/checkpoints/<sweep>/<key>-profile/``); else a fresh temporary folder."""
+    if profile_dir is not None:
+        return Path(profile_dir)
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        return path.with_name(f"{path.stem}-profile")
+    return Path(tempfile.mkdtemp(prefix="mm1-profile-"))
 
 
 def sequence_length_problem(cfg: TrialConfig) -> str | None:
@@ -206,7 +317,8 @@ def quiet_lightning() -> Iterator[None]:
 
 class PeriodicEvaluation(lightning.Callback):
     """Evaluates every ``eval.every_n_steps`` optimizer steps (not at the last: the final evaluation follows), so
-    learning curves of the eval metrics exist and ASHA can stop on them. Its time is kept out of the training
+    learning curves of the eval metrics exist and ASHA can stop on them; ``eval.periodic: loss`` evaluates the
+    held-out loss alone. Its time is kept out of the training
     time (``seconds``)."""
 
     def __init__(self, cfg: TrialConfig, tokenizer: TextTokenizer, recorder: SinkCallback) -> None:
@@ -221,7 +333,12 @@ class PeriodicEvaluation(lightning.Callback):
         self.recorder.deliver()  # the steps so far first, so the sink sees them in order (on every rank: collective)
         if not trainer.is_global_zero:
             return  # rank 0 evaluates; the others wait for it at the next step's gradient all-reduce
-        evaluation = evaluate(module.model, self.cfg, self.tokenizer, autocast=trainer.precision_plugin.forward_context)
+        autocast = trainer.precision_plugin.forward_context
+        if self.cfg.eval.periodic == "loss":  # the held-out loss alone: a fraction of a second
+            with torch.compiler.set_stance("force_eager"):
+                evaluation = evaluate_loss(module.model, self.cfg, self.tokenizer, autocast=autocast)
+        else:
+            evaluation = eager_evaluate(module.model, self.cfg, self.tokenizer, autocast)
         self.recorder.sink.log_metrics(evaluation.metrics, step=step)
         self.recorder.sink.flush()
         self.seconds += time.perf_counter() - started
@@ -301,12 +418,14 @@ def train_trial(
     checkpoint: str | Path | None = None,
     state_dir: str | Path | None = None,
     parallel: DataParallel | None = None,
+    profile_dir: str | Path | None = None,
 ) -> TrialResult:
     """Trains and evaluates one trial (see the module docstring for what ``sink`` receives); with
     ``checkpoint``, the trained model and its config are saved there (``mm1 eval`` reads it back). With
     ``state_dir``, the training state is saved there periodically and a trial whose state is there resumes from
     it (the sink then sees ``train/resumed_from_step`` once, and steps continue from that one). With ``parallel``,
-    this process is one rank of a data-parallel run (module docstring)."""
+    this process is one rank of a data-parallel run (module docstring). With ``train.profile``, the trace goes to
+    ``profile_dir`` (default: ``profile_directory``) and ``TrialResult.profile`` names the file."""
     problem = sequence_length_problem(cfg)
     if problem:
         raise ValueError(problem)
@@ -315,6 +434,8 @@ def train_trial(
         lightning.seed_everything(cfg.train.seed, workers=True, verbose=False)
         tokenizer = build_tokenizer(cfg.data.tokenizer)
         module = MM1Module(build_model(cfg.model, tokenizer.vocab_size, image_token_id=tokenizer.image_id), cfg.train)
+        if cfg.train.compile:
+            compile_model(module.model)
         recorder = SinkCallback(sink, cfg.train.log_every_n_steps)
         periodic = PeriodicEvaluation(cfg, tokenizer, recorder)
         callbacks: list[lightning.Callback] = [recorder, periodic]
@@ -322,6 +443,8 @@ def train_trial(
         if state_dir is not None and cfg.train.checkpoint_every_n_steps is not None:
             state = TrainingState(Path(state_dir), cfg.train.checkpoint_every_n_steps, cfg.train.max_steps, recorder)
             callbacks.append(state)
+        profiler = StepProfiler(profile_directory(profile_dir, checkpoint)) if cfg.train.profile else None
+        callbacks += [profiler] if profiler else []
         resume = state.resume_path() if state else None  # every rank resumes from the same file
         trainer = build_trainer(cfg.train, callbacks, progress_bar, parallel)
         if resume is not None and trainer.is_global_zero:
@@ -332,7 +455,7 @@ def train_trial(
             return TrialResult({}, len(recorder.losses), train_seconds, eval_seconds=0.0)
         eval_started = time.perf_counter()
         model = module.model.to(trainer.strategy.root_device)  # fit's teardown moved it to the CPU
-        evaluation = evaluate(model, cfg, tokenizer, autocast=trainer.precision_plugin.forward_context)
+        evaluation = eager_evaluate(model, cfg, tokenizer, trainer.precision_plugin.forward_context)
         eval_seconds = time.perf_counter() - eval_started
         if checkpoint is not None:
             save_trial_checkpoint(checkpoint, cfg, model)
@@ -340,6 +463,7 @@ def train_trial(
             state.discard()
     result = finish(cfg, sink, recorder, evaluation, eval_seconds, train_seconds)
     result.checkpoint = None if checkpoint is None else str(checkpoint)
+    result.profile = str(profiler.written) if profiler and profiler.written else None
     return result
 
 

@@ -182,7 +182,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         raise
     tracker.log_history(run_id, [(result.steps, {"perf/train_seconds": result.train_seconds})])
-    tracker.log_outputs(run_id, result.checkpoint, result.predictions)
+    tracker.log_outputs(run_id, result.checkpoint, result.predictions, result.profile)
     tracker.end_run(run_id, "FINISHED")
     for name, value in sorted(result.metrics.items()):
         print(f"  {name:28s} {value:10.4f}")

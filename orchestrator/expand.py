@@ -155,6 +155,8 @@ def scheduler_metrics(config: TrialConfig) -> set[str]:
     if config.eval.every_n_steps is None:
         return {"train/loss"}
     ev = config.eval
+    if ev.periodic == "loss":
+        return {"train/loss", "eval/loss"}
     names = {"train/loss", "eval/loss"} | ({"eval/textcore"} if ev.textcore else set())
     for shots in ev.shots:
         names |= {f"eval/{task}/{shots}shot" for task in ev.task_names()}

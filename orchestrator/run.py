@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from orchestrator.trainable import (
     HISTORY,
     NODE,
     PREDICTIONS,
+    PROFILE,
     STEP,
     WORKER_GROUP,
     tune_trial,
@@ -176,7 +178,7 @@ def _fit(spec: SweepSpec, todo: list[Trial], logger: Any, *, max_concurrent: int
     from orchestrator.distributed import concurrent_trials, trial_resources
 
     try:
-        payloads = [_payload(spec, trial) for trial in todo]
+        payloads = [_payload(spec, trial) for trial in start_order(spec, todo)]
         tuner = tune.Tuner(
             tune.with_resources(tune_trial, trial_resources(spec.resources)),
             param_space={"trial_payload": tune.grid_search(payloads)},
@@ -201,6 +203,16 @@ def _fit(spec: SweepSpec, todo: list[Trial], logger: Any, *, max_concurrent: int
         tuner.fit()
     finally:
         ray.shutdown()
+
+
+def start_order(spec: SweepSpec, todo: list[Trial]) -> list[Trial]:
+    """The order trials start in: the plan's, or for an early-stopping scheduler with ``shuffle`` a shuffle seeded by
+    the sweep's name (the same on every run of the sweep)."""
+    if spec.scheduler.type == "fifo" or not spec.scheduler.shuffle:
+        return todo
+    order = list(todo)
+    random.Random(spec.name).shuffle(order)
+    return order
 
 
 def _payload(spec: SweepSpec, trial: Trial) -> dict[str, Any]:
@@ -303,7 +315,8 @@ class TrialLogger(Callback):
             self.final_seen.add(trial.trial_id)
             perf = {k: v for k, v in result.items() if k.startswith("perf/") and isinstance(v, (int, float))}
             history.append((int(result[STEP]), perf))
-            self.tracker.log_outputs(run_id, result.get(CHECKPOINT), result.get(PREDICTIONS) or [])
+            outputs = result.get(CHECKPOINT), result.get(PREDICTIONS) or [], result.get(PROFILE)
+            self.tracker.log_outputs(run_id, *outputs)
         self.tracker.log_history(run_id, history)
         self._progress(trial, result)
 

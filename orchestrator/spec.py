@@ -51,6 +51,9 @@ class Scheduler(_Strict):
     mode: Literal["min", "max"] = "min"
     grace_steps: int = Field(50, gt=0)
     reduction_factor: float = Field(3.0, gt=1, allow_inf_nan=False)
+    # ASHA keeps a trial only if it beats those that reached a rung before it: trials in grid order (a sorted LR
+    # grid) would each beat the last on the way up to the optimum and all run on. A seeded shuffle avoids that.
+    shuffle: bool = True
 
 
 class Failure(_Strict):

@@ -20,6 +20,7 @@ from orchestrator.expand import Trial
 
 ROLE, SWEEP, TRIAL_KEY, ERROR = "mm1.role", "mm1.sweep", "mm1.trial_key", "mm1.error"
 CHECKPOINT_TAG = "mm1.checkpoint"
+PROFILE_TAG = "mm1.profile"
 DRIVER, ATTEMPTS, RESUMED = "mm1.driver", "mm1.attempts", "mm1.resumed_from_step"  # who runs it; tries; resume
 EARLIER_ERROR = "mm1.earlier_error"  # the error of the attempt before, once a trial is tried again
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
@@ -52,13 +53,24 @@ class Tracker:
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
 
-    def log_outputs(self, run_id: str, checkpoint: str | None, predictions: list[dict[str, Any]]) -> None:
-        """A finished trial's checkpoint path (tag ``mm1.checkpoint``) and its sample predictions
-        (artifact ``predictions.json``, an MLflow table)."""
+    def log_outputs(
+        self, run_id: str, checkpoint: str | None, predictions: list[dict[str, Any]], profile: str | None = None
+    ) -> None:
+        """A finished trial's checkpoint path (tag ``mm1.checkpoint``), its sample predictions (artifact
+        ``predictions.json``, an MLflow table) and its profiler trace (artifacts under ``profile/``; where the trace
+        is on another machine than this one, its path in tag ``mm1.profile``)."""
         if checkpoint:
             self.client.set_tag(run_id, CHECKPOINT_TAG, checkpoint)
         if predictions:
             self.client.log_table(run_id, prediction_table(predictions), "predictions.json")
+        if profile:
+            trace = Path(profile)
+            if trace.is_dir():
+                self.client.log_artifacts(run_id, str(trace), "profile")
+            elif trace.is_file():
+                self.client.log_artifact(run_id, str(trace), "profile")
+            else:
+                self.client.set_tag(run_id, PROFILE_TAG, profile)
 
     # ------------------------------------------------------------------ experiments and runs
     def experiment_id(self, name: str, create: bool = True) -> str | None:

@@ -6,6 +6,7 @@ results, in bursts, and the driver is the single MLflow writer (see ``orchestrat
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ NODE = "mm1/node"  # the Ray node the trial runs on (tag mm1.node: where a clust
 # it when the trial ends, since a trial stopped by the scheduler is killed before Ray Train can release it.
 WORKER_GROUP = "mm1/worker_group"
 PROFILE = "mm1/profile"  # where a trial with train.profile wrote its profiler trace
+REPORT_EVERY_S = 10.0  # the longest a trial holds back its step metrics (TuneSink)
 
 
 def _node_id() -> str:
@@ -31,11 +33,18 @@ def _node_id() -> str:
 
 
 class TuneSink:
-    """A ``mm1core.train.MetricSink`` that reports each burst of step metrics to Tune on ``flush``."""
+    """A ``mm1core.train.MetricSink`` that reports bursts of step metrics to Tune.
 
-    def __init__(self) -> None:
+    A Tune function trial waits at each report until the driver has taken the result (and written it to MLflow),
+    so bursts are held back and sent together at most every ``every_s`` seconds; a burst goes at once when it
+    ends at a resume-state step (``state_every`` steps, so what a resumed trial skips was reported), carries eval
+    metrics (the scheduler decides on them) or extra keys (the final result, an error)."""
+
+    def __init__(self, every_s: float = REPORT_EVERY_S, state_every: int | None = None) -> None:
+        self.every_s, self.state_every = every_s, state_every
         self._history: list[tuple[int, dict[str, float]]] = []
         self._step = 0
+        self._sent = time.monotonic()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         self._history.append((step, {name: float(value) for name, value in metrics.items()}))
@@ -44,11 +53,21 @@ class TuneSink:
     def flush(self, **extra: Any) -> None:
         if not self._history and not extra:
             return
+        if not extra and not self._due():
+            return
         latest: dict[str, float] = {}
         for _, values in self._history:
             latest.update(values)  # the scheduler sees each metric's newest value
         tune.report({**latest, STEP: self._step, HISTORY: self._history, NODE: _node_id(), **extra})
         self._history = []
+        self._sent = time.monotonic()
+
+    def _due(self) -> bool:
+        if time.monotonic() - self._sent >= self.every_s:
+            return True
+        if self.state_every and self._step % self.state_every == 0:
+            return True
+        return any(name.startswith("eval/") for name in self._history[-1][1])
 
 
 def tune_trial(config: dict[str, Any]) -> None:
@@ -60,7 +79,7 @@ def tune_trial(config: dict[str, Any]) -> None:
     workers train it and this function relays their results (``orchestrator.distributed``); ``threads`` is per worker.
     """
     payload = config["trial_payload"]
-    sink = TuneSink()
+    sink = TuneSink(state_every=payload["trial"]["train"].get("checkpoint_every_n_steps"))
     if payload.get("workers", 1) > 1:
         from orchestrator.distributed import run_distributed
 
@@ -103,6 +122,7 @@ def final_report(result: TrialResult) -> dict[str, Any]:
         FINAL: 1.0,
         CHECKPOINT: result.checkpoint,
         PREDICTIONS: result.predictions,
+        PROFILE: result.profile,
         "perf/train_seconds": result.train_seconds,
         "perf/eval_seconds": result.eval_seconds,
     }

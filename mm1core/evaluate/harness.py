@@ -83,3 +83,19 @@ def evaluate(
         result.metrics["eval/loss"] = heldout_loss(model, cfg, tokenizer)
     model.train(was_training)
     return result
+
+
+def evaluate_loss(
+    model: MM1Model,
+    cfg: TrialConfig,
+    tokenizer: TextTokenizer,
+    *,
+    autocast: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+) -> Evaluation:
+    """``eval/loss`` alone (``eval.periodic: loss``): one forward pass per eval batch, no generation."""
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode(), autocast():
+        result = Evaluation({"eval/loss": heldout_loss(model, cfg, tokenizer)})
+    model.train(was_training)
+    return result

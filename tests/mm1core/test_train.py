@@ -106,6 +106,16 @@ def test_periodic_evaluation_logs_learning_curves() -> None:
     assert result.train_seconds > 0
 
 
+def test_periodic_loss_evaluation_logs_the_heldout_loss_alone() -> None:
+    eval_config = {**TINY["eval"], "every_n_steps": 2, "periodic": "loss", "shots": [0]}
+    config = TrialConfig.model_validate({**TINY, "eval": eval_config})
+    sink = RecordingSink()
+    train_trial(config, sink=sink, progress_bar=False, threads=1)
+    evaluated = {step: sorted(m for m in metrics if m.startswith("eval/")) for step, metrics in sink.rows}
+    assert evaluated[2] == evaluated[4] == ["eval/loss"]  # during training: the loss alone
+    assert "eval/avg/0shot" in evaluated[5] and "eval/loss" in evaluated[5]  # the final evaluation is full
+
+
 def test_checkpoint_round_trip(tmp_path) -> None:  # noqa: ANN001
     from mm1core.checkpoint import load_trial_checkpoint
 

@@ -1,5 +1,6 @@
-"""ASHA early stopping end to end: real Ray Tune, Lightning and MLflow. A grid whose first trial learns well and
-whose later ones barely move is cut at the first rung; the good one runs to the end and is evaluated there."""
+"""ASHA early stopping (and a profiled trial) end to end: real Ray Tune, Lightning and MLflow. A grid whose first
+trial learns well and whose later ones barely move is cut at the first rung; the good one runs to the end and is
+evaluated there."""
 
 from __future__ import annotations
 
@@ -16,11 +17,25 @@ SPEC = {
     "name": "asha",
     "experiment": "asha-exp",
     "base": {
-        "train": {"max_steps": MAX_STEPS, "batch_size": 4, "log_every_n_steps": 5, "checkpoint_every_n_steps": None},
-        "eval": {"shots": [0], "num_examples": 4, "max_new_tokens": 4, "every_n_steps": EVERY, "tasks": ["caption"]},
+        "train": {"max_steps": MAX_STEPS, "batch_size": 4, "log_every_n_steps": 5, "profile": True},
+        "eval": {
+            "shots": [0],
+            "num_examples": 4,
+            "max_new_tokens": 4,
+            "every_n_steps": EVERY,
+            "periodic": "loss",
+            "tasks": ["caption"],
+        },
     },
     "grid": {"train.lr": [1.0e-2, 1.0e-5, 3.0e-6]},  # in this order: one trial at a time
-    "scheduler": {"type": "asha", "metric": "eval/loss", "mode": "min", "grace_steps": EVERY, "reduction_factor": 2},
+    "scheduler": {
+        "type": "asha",
+        "metric": "eval/loss",
+        "mode": "min",
+        "grace_steps": EVERY,
+        "reduction_factor": 2,
+        "shuffle": False,  # the order above
+    },
     "max_concurrent": 1,
 }
 
@@ -48,6 +63,13 @@ def test_the_best_trial_runs_to_the_end_and_is_evaluated_there(asha_runs):
     assert _last_step(client, best) == MAX_STEPS
     assert "eval/caption/0shot" in best.data.metrics  # the final evaluation came through
     assert [m.step for m in client.get_metric_history(best.info.run_id, "eval/loss")] == [10, 20, 30, 40]
+    assert [m.step for m in client.get_metric_history(best.info.run_id, "eval/caption/0shot")] == [40]  # loss only
+
+
+def test_a_profiled_trial_logs_its_trace_as_an_artifact(asha_runs):
+    runs, client, _ = asha_runs
+    logged = [a.path for a in client.list_artifacts(runs["lr0.01/s0"].info.run_id, "profile")]
+    assert logged and all(path.endswith(".json") for path in logged)
 
 
 def test_the_poor_trials_stop_at_the_first_rung_and_say_so(asha_runs):

@@ -188,3 +188,16 @@ def test_asha_on_an_eval_metric_needs_periodic_evaluation():
     del spec["base"]["eval"]["every_n_steps"]
     with pytest.raises(SpecError, match=r"set eval.every_n_steps: ASHA compares trials on the periodic evaluations"):
         expand(parse_spec(spec))
+
+
+def test_asha_starts_trials_in_a_seeded_shuffle_unless_told_not_to():
+    from orchestrator.run import start_order
+
+    spec = _asha()
+    spec["grid"]["train.lr"] = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
+    trials = expand(parse_spec(spec))
+    shuffled = start_order(parse_spec(spec), trials)
+    assert sorted(t.index for t in shuffled) == list(range(8)) and [t.index for t in shuffled] != list(range(8))
+    assert [t.key for t in start_order(parse_spec(spec), trials)] == [t.key for t in shuffled]  # every run alike
+    for change in ({"scheduler": {"type": "fifo"}}, {"scheduler": {**spec["scheduler"], "shuffle": False}}):
+        assert start_order(parse_spec({**spec, **change}), trials) == trials
