@@ -70,8 +70,12 @@ class MM1Model(nn.Module):
             return embeddings  # text-only batch
         image_tokens = self.image_tokens(images)
         is_image = token_ids == self.image_token_id  # (B, T)
-        if int(is_image.sum()) != image_tokens.shape[0]:
-            raise ValueError(f"{int(is_image.sum())} image-token positions but {image_tokens.shape[0]} image tokens")
+        positions, count = is_image.sum(), image_tokens.shape[0]
+        if embeddings.device.type == "cpu":
+            if int(positions) != count:
+                raise ValueError(f"{int(positions)} image-token positions but {count} image tokens")
+        else:  # checked on the device: reading the count back would stall every step
+            torch._assert_async(positions == count, "image-token positions != image tokens")
         return embeddings.masked_scatter(is_image.unsqueeze(-1), image_tokens.to(embeddings.dtype))  # row by row
 
     def forward(

@@ -15,22 +15,31 @@ often.
 
 Resources: Ray Train reserves the workers' own placement group, so the Tune trial itself holds nothing
 (``trial_resources``) and ``concurrent_trials`` keeps Tune from starting more trials than the workers fit.
+
+Cleanup: a trial the scheduler stops (or that dies) is killed with its Ray Train controller, but the workers'
+placement group outlives it: the controller, not the job or a detached actor, created it, and Ray Train's own
+``PlacementGroupCleaner`` asks the state API (the dashboard) whether the controller lives, which a local run without a
+dashboard lacks. So rank 0 reports the group's id with its first burst (``WORKER_GROUP``) and the driver removes it
+when the trial ends (``release_workers``); otherwise the leaked workers hold their CPUs and later trials never start.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 from collections.abc import Mapping
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.trainable import ERROR, error_report, final_report, train_payload
+from orchestrator.trainable import ERROR, WORKER_GROUP, error_report, final_report, train_payload
 
 if TYPE_CHECKING:
     from orchestrator.spec import Resources
 
 RELAY_POLL_S = 0.5  # how often the relay looks again at an empty queue
+
+log = logging.getLogger(__name__)
 
 
 def trial_resources(resources: Resources) -> dict[str, float]:
@@ -66,11 +75,14 @@ def check_layout(batch_size: int, workers: int, gpus_per_worker: float) -> None:
 
 
 class QueueSink:
-    """Rank 0's ``MetricSink``: each burst, with ``flush``'s extra keys, goes on the queue the Tune function relays."""
+    """Rank 0's ``MetricSink``: each burst, with ``flush``'s extra keys, goes on the queue the Tune function relays.
+    ``first``: extra keys sent once, with the first burst (not alone: a Tune result without the scheduler's metric
+    fails Tune's metric check)."""
 
-    def __init__(self, queue: Any) -> None:
+    def __init__(self, queue: Any, first: Mapping[str, Any] | None = None) -> None:
         self.queue = queue
         self.history: list[tuple[int, dict[str, float]]] = []
+        self.first = dict(first or {})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         self.history.append((step, {name: float(value) for name, value in metrics.items()}))
@@ -78,8 +90,8 @@ class QueueSink:
     def flush(self, **extra: Any) -> None:
         if not self.history and not extra:
             return
-        self.queue.put((self.history, extra))
-        self.history = []
+        self.queue.put((self.history, {**self.first, **extra}))
+        self.history, self.first = [], {}
 
 
 class Relay:
@@ -135,9 +147,9 @@ def train_worker(config: dict[str, Any]) -> None:
 
     from mm1core.train import DataParallel
 
-    sink = QueueSink(config["queue"])
     context = ray.train.get_context()
     rank_zero = context.get_world_rank() == 0
+    sink = QueueSink(config["queue"], {WORKER_GROUP: worker_group_id()} if rank_zero else None)
     # A rank whose rows hold no image leaves the encoder and connector out of its graph: DDP must look for that.
     strategy = RayDDPStrategy(find_unused_parameters=True)
     parallel = DataParallel(strategy, [RayLightningEnvironment()], prepare_trainer)
@@ -148,6 +160,34 @@ def train_worker(config: dict[str, Any]) -> None:
         raise
     if rank_zero:
         sink.flush(**final_report(result), **{"perf/workers": context.get_world_size()})
+
+
+def worker_group_id() -> str | None:
+    """The placement group (hex id) of this Ray Train worker's group: Ray Train V2 (2.60, ``WorkerGroup``) creates
+    one per worker group and starts each worker in one of its bundles; ``None`` outside a placement group."""
+    from ray.util import get_current_placement_group
+
+    group = get_current_placement_group()
+    return group.id.hex() if group is not None else None
+
+
+def release_workers(group_hex: str) -> None:
+    """Removes the worker group's placement group ``group_hex`` (which kills any worker still in it), from the driver.
+    Idempotent: a group already removed (by Ray Train at the end of a normal fit, or by an earlier call) or unknown is
+    left alone. Never raises: a failed cleanup is logged, and must not end the sweep."""
+    return  # NEGATIVE CONTROL
+    import ray
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    try:
+        group = PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_hex)))
+        state = ray.util.placement_group_table(group).get("state")  # {} for an id the cluster never had
+        if state in (None, "REMOVED"):
+            log.debug("worker group %s already removed (state %s)", group_hex, state)
+            return
+        remove_placement_group(group)
+    except Exception as exc:  # noqa: BLE001 - a leak is better than a failed sweep
+        log.warning("could not remove worker group %s: %s", group_hex, exc)
 
 
 def run_distributed(payload: Mapping[str, Any], sink: Any) -> None:

@@ -1,10 +1,13 @@
-"""The pieces of a multi-worker trial that need no Ray cluster: what it reserves, how many run at once, the layout
-check, and the relay of rank 0's bursts (on a plain queue) into the trial's sink."""
+"""The pieces of a multi-worker trial that need no Ray Train: what it reserves, how many run at once, the layout
+check, the relay of rank 0's bursts (on a plain queue) into the trial's sink, and the removal of a worker group's
+placement group (on a local Ray)."""
 
 from __future__ import annotations
 
+import logging
 import queue
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -14,12 +17,13 @@ from orchestrator.distributed import (
     Relay,
     check_layout,
     concurrent_trials,
+    release_workers,
     root_cause,
     run_distributed,
     trial_resources,
 )
 from orchestrator.spec import Resources
-from orchestrator.trainable import ERROR, FINAL
+from orchestrator.trainable import ERROR, FINAL, WORKER_GROUP
 
 
 class RecordingSink:
@@ -101,6 +105,20 @@ def test_the_relay_replays_bursts_in_order_and_only_the_first_error() -> None:
     ]
 
 
+def test_the_worker_group_goes_with_the_first_burst_only() -> None:
+    channel: queue.Queue = queue.Queue()
+    rank_zero = QueueSink(channel, {WORKER_GROUP: "ab12"})
+    rank_zero.flush()  # nothing to send: the group waits for a burst (a result without metrics fails Tune's check)
+    rank_zero.log_metrics({"train/loss": 2.5}, step=1)
+    rank_zero.flush()
+    rank_zero.log_metrics({"train/loss": 2.0}, step=2)
+    rank_zero.flush(**{FINAL: 1.0})
+    assert [channel.get_nowait() for _ in range(channel.qsize())] == [
+        ([(1, {"train/loss": 2.5})], {WORKER_GROUP: "ab12"}),
+        ([(2, {"train/loss": 2.0})], {FINAL: 1.0}),
+    ]
+
+
 def test_the_root_cause_of_a_worker_group_failure_is_the_lowest_failed_ranks() -> None:
     from ray.train import WorkerGroupError
 
@@ -108,3 +126,51 @@ def test_the_root_cause_of_a_worker_group_failure_is_the_lowest_failed_ranks() -
     error = WorkerGroupError("rank 1 and 0 failed", {1: RuntimeError("peer gone"), 0: cause})
     assert root_cause(error) is cause
     assert root_cause(cause) is cause
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _cpus_free(expected: float, within_s: float = 10.0) -> bool:
+    """Whether Ray shows ``expected`` CPUs available (a removal frees them asynchronously)."""
+    import ray
+
+    deadline = time.monotonic() + within_s
+    while ray.available_resources().get("CPU", 0.0) != expected:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.slow  # a Ray start-up
+def test_releasing_a_worker_group_frees_its_cpus_once(local_ray, caplog: pytest.LogCaptureFixture) -> None:
+    import ray
+    from ray.util.placement_group import placement_group
+
+    group = placement_group([{"CPU": 1}, {"CPU": 1}])  # what Ray Train reserves for 2 workers of 1 CPU
+    ray.get(group.ready(), timeout=30)
+    assert _cpus_free(0.0)
+    release_workers(group.id.hex())
+    assert ray.util.placement_group_table(group)["state"] == "REMOVED"
+    assert _cpus_free(2.0)
+    with caplog.at_level(logging.DEBUG, logger="orchestrator.distributed"):
+        release_workers(group.id.hex())  # e.g. Ray Train removed it at the end of a normal fit
+    assert "already removed" in caplog.text and "could not remove" not in caplog.text
+    assert _cpus_free(2.0)
+
+
+@pytest.mark.slow
+def test_releasing_an_unknown_or_malformed_group_is_harmless(local_ray, caplog: pytest.LogCaptureFixture) -> None:
+    import ray
+
+    release_workers(ray.PlacementGroupID.from_random().hex())  # never existed: nothing to do
+    release_workers("not-a-group")  # logged, never raised into the driver's callback
+    assert "could not remove worker group not-a-group" in caplog.text
+    assert _cpus_free(2.0)

@@ -1,6 +1,7 @@
 """A trial on 2 CPU workers for real: Ray Train V2 ``TorchTrainer``, Lightning DDP over gloo, inside a local
 ``ray.init(num_cpus=2)``, its results collected as the Tune function would relay them to the driver; compared with
-the same trial on one worker. Then the real CLI with ``resources.workers_per_trial: 2``.
+the same trial on one worker. Then the real CLI with ``resources.workers_per_trial: 2``, also under ASHA, whose
+stopped trials must give their workers' CPUs back.
 
 Tolerance: both runs do the same arithmetic on the same rows (each rank's loss weighted by its share of the batch's
 targets, ``data_parallel_loss``); only the summation order differs (per-rank matmuls over fewer rows, gloo's
@@ -11,20 +12,26 @@ a mis-sharded row, a wrong gradient scale or a lost step moves this toy loss by 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import yaml
 
 from mm1core.config import TrialConfig
 from mm1core.data.datamodule import PretrainingData
 from mm1core.data.tokenizer import build_tokenizer
 from mm1core.train import train_trial
 from orchestrator.distributed import run_distributed
-from orchestrator.trainable import CHECKPOINT, ERROR, FINAL, PREDICTIONS
+from orchestrator.trainable import CHECKPOINT, ERROR, FINAL, PREDICTIONS, WORKER_GROUP
 from tests.conftest import run_sweep_trials
 
 pytestmark = pytest.mark.slow
@@ -137,6 +144,9 @@ def test_the_relayed_results_have_the_single_worker_shape(single: RecordingSink,
     last = ddp.flushes[-1]
     assert last[FINAL] == 1.0 and last[CHECKPOINT] == str(directory / "t0.pt") and last[PREDICTIONS]
     assert last["perf/train_seconds"] > 0 and last["perf/workers"] == WORKERS
+    groups = [extra[WORKER_GROUP] for extra in ddp.flushes if WORKER_GROUP in extra]
+    assert ddp.flushes[0] == {WORKER_GROUP: groups[0]} and len(groups) == 1  # with the first burst, for the driver
+    assert len(groups[0]) == 36 and int(groups[0], 16)  # a placement group id in hex
     assert not any(ERROR in extra for extra in ddp.flushes)
     assert (directory / "t0.pt").is_file() and not (directory / "t0").exists()  # the resume state is discarded
 
@@ -200,3 +210,81 @@ def test_sweep_with_two_workers_per_trial_logs_like_one(tmp_path: Path) -> None:
         assert {"perf/train_seconds", "perf/eval_seconds"} <= set(metrics) and metrics["perf/workers"] == WORKERS
         losses = client.get_metric_history(run.info.run_id, "train/loss")
         assert sorted(m.step for m in losses) == list(range(1, STEPS + 1))
+
+
+# ``mm1 sweep run`` with Ray's shutdown patched to record first what is left on the cluster when the sweep ends.
+SWEEP_WITH_PROBE = """
+import json, sys, time
+import ray
+from orchestrator import cli
+
+def record_then_shutdown(_shutdown=ray.shutdown):
+    if ray.is_initialized():
+        deadline = time.monotonic() + 10  # a removal frees its resources asynchronously
+        while True:
+            groups = {key: group["state"] for key, group in ray.util.placement_group_table().items()}
+            total, free = ray.cluster_resources()["CPU"], ray.available_resources().get("CPU", 0.0)
+            if time.monotonic() > deadline or (free == total and set(groups.values()) <= {"REMOVED"}):
+                break
+            time.sleep(0.2)
+        with open(sys.argv[1], "w") as out:
+            json.dump({"groups": groups, "total_cpus": total, "free_cpus": free}, out)
+    _shutdown()
+
+ray.shutdown = record_then_shutdown
+sys.exit(cli.main(sys.argv[2:]))
+"""
+SWEEP_TIMEOUT_S = 170  # about 3 x 60 s here; a leaked worker group instead hangs the sweep until then
+
+
+def sweep_with_probe(workdir: Path, spec: dict) -> dict:
+    """Runs ``mm1 sweep run`` on ``spec`` (``SWEEP_WITH_PROBE``), which must succeed, and returns what Ray held when
+    the sweep ended. A sweep still running after ``SWEEP_TIMEOUT_S`` is interrupted as a user would (Ctrl-C), so that
+    its Ray goes too."""
+    (workdir / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    command = [sys.executable, "-c", SWEEP_WITH_PROBE, str(workdir / "left.json"), "sweep", "run", "spec.yaml"]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
+    sweep = subprocess.Popen(command, cwd=workdir, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        output, _ = sweep.communicate(timeout=SWEEP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        sweep.send_signal(signal.SIGINT)
+        try:
+            output, _ = sweep.communicate(timeout=60)
+        finally:
+            sweep.kill()
+        pytest.fail(f"the sweep hung for {SWEEP_TIMEOUT_S} s:\n{output.decode()[-3000:]}")
+    assert sweep.returncode == 0, output.decode()[-3000:]
+    return json.loads((workdir / "left.json").read_text())
+
+
+def test_trials_stopped_by_asha_give_their_workers_back(tmp_path: Path) -> None:
+    """Three 2-worker trials on 2 cores, one at a time; ASHA stops the poor ones at their step-10 evaluation. A
+    stopped trial's Tune function dies before Ray Train can remove its workers' placement group: unless the driver
+    does, the next trial never gets a CPU (the sweep hangs)."""
+    from mlflow.tracking import MlflowClient
+
+    spec = {
+        "name": "ddp-asha",
+        "experiment": "ddp-asha-exp",
+        "base": {**CONFIG, "train": {**CONFIG["train"], "checkpoint_every_n_steps": None}},
+        "grid": {"train.lr": [2e-3, 1e-6, 1e-7]},
+        "resources": {"workers_per_trial": WORKERS, "cpus_per_trial": 1},
+        "scheduler": {
+            "type": "asha",
+            "metric": "eval/loss",  # at step 10 (CONFIG): an evaluation is reported at once, train losses may wait
+            "mode": "min",
+            "grace_steps": 10,
+            "reduction_factor": 2,
+            "shuffle": False,  # the grid's order: the good trial sets the bar, the next two stop at it
+        },
+    }
+    left = sweep_with_probe(tmp_path, spec)
+    assert left["free_cpus"] == left["total_cpus"] == 2.0, left
+    assert set(left["groups"].values()) == {"REMOVED"}, left  # Tune's trial groups and the workers' alike
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(spec["experiment"])
+    trials = [run for run in client.search_runs([experiment.experiment_id]) if run.data.tags.get("mm1.role") == "trial"]
+    assert len(trials) == 3 and all(run.info.status == "FINISHED" for run in trials)
+    stopped = {run.info.run_name for run in trials if run.data.tags.get("mm1.stopped_early") == "true"}
+    assert stopped == {"lr1e-06/s0", "lr1e-07/s0"}  # the first of them before the last trial started
