@@ -175,7 +175,6 @@ def release_workers(group_hex: str) -> None:
     """Removes the worker group's placement group ``group_hex`` (which kills any worker still in it), from the driver.
     Idempotent: a group already removed (by Ray Train at the end of a normal fit, or by an earlier call) or unknown is
     left alone. Never raises: a failed cleanup is logged, and must not end the sweep."""
-    return  # NEGATIVE CONTROL
     import ray
     from ray.util.placement_group import PlacementGroup, remove_placement_group
 

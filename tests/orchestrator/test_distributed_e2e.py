@@ -234,7 +234,7 @@ def record_then_shutdown(_shutdown=ray.shutdown):
 ray.shutdown = record_then_shutdown
 sys.exit(cli.main(sys.argv[2:]))
 """
-SWEEP_TIMEOUT_S = 170  # about 3 x 60 s here; a leaked worker group instead hangs the sweep until then
+SWEEP_TIMEOUT_S = 480  # about 3 x 60 s here; a leaked worker group instead hangs the sweep until then
 
 
 def sweep_with_probe(workdir: Path, spec: dict) -> dict:
