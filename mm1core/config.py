@@ -147,6 +147,7 @@ class EncoderConfig(StrictModel):
 class ConnectorConfig(StrictModel):
     type: str = "avg-pool"
     num_tokens: int = Field(16, gt=0)
+    freeze: bool = False
 
     _check_type = field_validator("type")(lambda v: _registered(CONNECTORS, v))
 
@@ -157,6 +158,7 @@ class DecoderConfig(StrictModel):
     name: str = "lm-tiny"
     checkpoint: str | None = None
     moe: MoEConfig | None = None
+    freeze: bool = False  # SFT (MM1 Sec. 5) trains every component; freeze one to ablate that
 
     _check_name = field_validator("name")(lambda v: _component_name(DECODERS, v))
     _absolute = field_validator("checkpoint")(_checkpoint_path)
@@ -230,6 +232,12 @@ class ModelConfig(StrictModel):
     connector: ConnectorConfig = ConnectorConfig()
     decoder: DecoderConfig = DecoderConfig()
     highres: HighresConfig = HighresConfig()
+
+    @model_validator(mode="after")
+    def _something_trains(self) -> ModelConfig:
+        if self.encoder.freeze and self.connector.freeze and self.decoder.freeze:
+            raise ValueError("decoder.freeze: encoder, connector and decoder are all frozen: nothing would train")
+        return self
 
     @model_validator(mode="after")
     def _shapes_possible(self) -> ModelConfig:
@@ -311,6 +319,63 @@ _TASK_NAME, _TASK_FILE = "task:name", "task:file"
 _DECAY_NUMBER, _DECAY_AUTO = "weight_decay:number", "weight_decay:auto"
 
 
+class SFTMixConfig(StrictModel):
+    """Shares of the embedded world's instruction data by kind (``train.stage: sft``)."""
+
+    short: float = Field(1.0, ge=0, description="one question, a short answer")
+    conversation: float = Field(1.0, ge=0, description="several question-answer turns about one image")
+    detail: float = Field(1.0, ge=0, description="a request for a detailed description")
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> SFTMixConfig:
+        if self.short + self.conversation + self.detail <= 0:
+            raise ValueError("at least one of short, conversation, detail must be > 0")
+        return self
+
+
+class SFTDataConfig(StrictModel):
+    """Supervised fine-tuning data (MM1 Sec. 5), used when ``train.stage`` is ``sft``: the embedded world's
+    instruction set (``synthetic``) or a LLaVA-style JSON on disk (a list of ``{"image", "conversations": [{"from":
+    "human"|"gpt", "value"}]}``) with its images under ``images`` (default: the JSON's folder)."""
+
+    source: str = "synthetic"
+    images: str | None = None
+    mix: SFTMixConfig = SFTMixConfig()
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, source: str) -> str:
+        if source == "synthetic":
+            return source
+        path = local_path(source)
+        if not path.is_file():
+            raise ValueError(f"{path} is not a file (synthetic, or a LLaVA-style conversations JSON)")
+        return str(path)
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, images: str | None) -> str | None:
+        if images is None:
+            return None
+        path = local_path(images)
+        if not path.is_dir():
+            raise ValueError(f"{path} is not a folder")
+        return str(path)
+
+    @model_validator(mode="after")
+    def _readable(self) -> SFTDataConfig:
+        if self.source == "synthetic":
+            if self.images is not None:
+                raise ValueError("images: only used with a conversations JSON source")
+            return self
+        from mm1core.data.sft import sft_source_problem
+
+        problem = sft_source_problem(self.source, self.images)
+        if problem:
+            raise ValueError(f"source: {problem}")
+        return self
+
+
 class DataConfig(StrictModel):
     """Where each pre-training stream comes from and how they are mixed, tokenised and packed (MM1 Sec. 3.3).
 
@@ -332,6 +397,7 @@ class DataConfig(StrictModel):
     tokenizer: str = Field("world", description="world | bytes | a local Hugging Face tokenizer directory")
     seq_len: int | None = Field(None, gt=0, description="pack documents of a stream into sequences of this length")
     workers: int = Field(0, ge=0, le=32, description="DataLoader worker processes (0: load in the trial)")
+    sft: SFTDataConfig = SFTDataConfig()
 
     @field_validator("source")
     @classmethod
@@ -423,7 +489,54 @@ class LRLaw(StrictModel):
         return math.exp(exponent) if exponent < 700 else math.inf
 
 
+class InitFrom(StrictModel):
+    """Where a trial's weights start (MM1 Sec. 5: SFT from pre-trained checkpoints): a reference to another sweep's
+    trials, ``{sweep, where, step}``, that the sweep's expansion resolves against MLflow (one trial per matching run),
+    or a plain checkpoint ``path`` (a ``.pt`` an mm1 trial saved). Expansion fills in ``run`` (the source run's id)
+    and ``path`` (its checkpoint at ``step``)."""
+
+    sweep: str | None = Field(None, min_length=1)
+    experiment: str | None = Field(
+        None, min_length=1, description="the source sweep's experiment (default: this one's)"
+    )
+    where: dict[str, Any] = Field(default_factory=dict, description="dotted param path -> value the source must have")
+    step: typing.Annotated[int, Field(gt=0)] | Literal["last"] = "last"
+    path: str | None = None
+    run: str | None = None  # set by expansion: the MLflow run id of the source trial
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_path(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    _absolute = field_validator("path")(_checkpoint_path)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InitFrom:
+        if self.sweep is None and self.path is None:
+            raise ValueError("give a sweep reference {sweep: NAME, where: {...}, step: last|N} or a checkpoint path")
+        if self.sweep is None and (self.where or self.experiment or self.step != "last"):
+            raise ValueError("where, experiment and step select among a sweep's runs: give sweep too")
+        if self.sweep is None and self.run is None:  # a plain path: check it now, not when the trial starts
+            from mm1core.checkpoint import checkpoint_file_problem
+
+            problem = checkpoint_file_problem(str(self.path))
+            if problem:
+                raise ValueError(f"path: {problem}")
+        return self
+
+    @property
+    def resolved(self) -> bool:
+        """True once the trial knows the file it starts from."""
+        return self.path is not None
+
+
 class TrainConfig(StrictModel):
+    # pretrain: the data mixture of data.source; sft: instruction conversations of data.sft, loss on answers only
+    stage: Literal["pretrain", "sft"] = "pretrain"
+    init_from: InitFrom | None = None  # start from another trial's weights (else: fresh or encoder/decoder checkpoints)
+    # Optimizer steps at which the trained model is also saved (``<checkpoint>-step<N>.pt``), for init_from's step.
+    save_at_steps: list[int] = Field(default_factory=list)
     max_steps: int = Field(300, gt=0)
     batch_size: int = Field(16, gt=0)
     lr: typing.Annotated[
@@ -452,6 +565,20 @@ class TrainConfig(StrictModel):
     compile: bool = False
     # Record a PyTorch profiler trace of a few training steps (Chrome trace JSON; TrialResult.profile says where).
     profile: bool = False
+
+    @field_validator("save_at_steps")
+    @classmethod
+    def _steps(cls, steps: list[int]) -> list[int]:
+        if any(step <= 0 for step in steps):
+            raise ValueError("steps must be > 0")
+        return sorted(set(steps))
+
+    @model_validator(mode="after")
+    def _steps_within(self) -> TrainConfig:
+        late = [step for step in self.save_at_steps if step > self.max_steps]
+        if late:
+            raise ValueError(f"save_at_steps: {late[0]} is beyond max_steps {self.max_steps}")
+        return self
 
     @field_validator("weight_decay")
     @classmethod
@@ -569,7 +696,22 @@ UNHASHED = (
     ("train", "checkpoint_every_n_steps"),
     ("train", "compile"),  # the same model and updates, up to kernel-level rounding
     ("train", "profile"),  # only observes the steps
+    ("train", "save_at_steps"),  # extra copies of the weights along the way
 )
+HASHED_WHEN_SET = (
+    "train.stage",
+    "train.init_from",
+    "data.sft",
+    "model.connector.freeze",
+    "model.decoder.freeze",
+)
+
+
+def _walk(tree: dict[str, Any], path: str) -> dict[str, Any]:
+    """The mapping holding ``path``'s last key."""
+    for key in path.split(".")[:-1]:
+        tree = tree[key]
+    return tree
 
 
 class TrialConfig(StrictModel):
@@ -600,10 +742,20 @@ class TrialConfig(StrictModel):
         return flatten(self.model_dump(mode="json"))
 
     def trial_key(self) -> str:
-        """Stable 12-hex-digit hash of the resolved config: equal configs, equal keys, across runs."""
+        """Stable 12-hex-digit hash of the resolved config: equal configs, equal keys, across runs. Fields added
+        after trials were first run count only when set (``HASHED_WHEN_SET``), so those trials keep their keys;
+        a resolved ``init_from`` counts by its source run, not by where its file lies."""
         tree = self.resolved().model_dump(mode="json")
         for section, name in UNHASHED:
             tree[section].pop(name)
+        defaults = TrialConfig().model_dump(mode="json")
+        for path in HASHED_WHEN_SET:
+            parent, name = _walk(tree, path), path.rsplit(".", 1)[-1]
+            if parent.get(name) == _walk(defaults, path).get(name):
+                parent.pop(name, None)
+        source = tree["train"].get("init_from")
+        if source and source.get("run"):
+            source.pop("path")
         canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -91,13 +91,14 @@ class MM1Model(nn.Module):
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, *, image_token_id: int = IMAGE_TOKEN_ID) -> MM1Model:
-    """Encoder, connector and decoder by their registered names (or local checkpoints); ``cfg.encoder.freeze``
-    freezes the encoder (MM1 trains it unfrozen)."""
+    """Encoder, connector and decoder by their registered names (or local checkpoints); each component's
+    ``freeze`` switch stops its training (MM1 trains all three, in pre-training and SFT alike)."""
     encoder = build_encoder(cfg.encoder.name, cfg.encoder.resolution, cfg.encoder.checkpoint)
     decoder = build_decoder(cfg.decoder.name, vocab_size, moe=cfg.decoder.moe, checkpoint=cfg.decoder.checkpoint)
     connector_class = CONNECTORS.get(cfg.connector.type).load()
     connector = connector_class(encoder.width, decoder.preset.width, cfg.connector.num_tokens)
-    if cfg.encoder.freeze:
-        encoder.requires_grad_(False)
+    for part, section in ((encoder, cfg.encoder), (connector, cfg.connector), (decoder, cfg.decoder)):
+        if section.freeze:
+            part.requires_grad_(False)
     subimage_grid = cfg.highres.grid if cfg.highres.mode == "subimage" else 0
     return MM1Model(encoder, connector, decoder, image_token_id, subimage_grid, vocab_size)

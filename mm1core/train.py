@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import lightning
 import torch
 
-from mm1core.checkpoint import save_trial_checkpoint
+from mm1core.checkpoint import load_initial_weights, save_trial_checkpoint
 from mm1core.config import TrainConfig, TrialConfig
 from mm1core.data.datamodule import PretrainingData, max_sample_tokens
 from mm1core.data.records import STREAMS
@@ -84,6 +84,7 @@ class TrialResult:
     eval_seconds: float  # the final evaluation
     predictions: list[dict] = field(default_factory=list)  # the final evaluation's sample predictions
     checkpoint: str | None = None  # where the trained model was saved
+    checkpoints: dict[int, str] = field(default_factory=dict)  # train.save_at_steps: step -> the model saved there
     profile: str | None = None  # the Chrome trace JSON of a few training steps (train.profile), rank 0's
 
 
@@ -99,8 +100,9 @@ class SinkCallback(lightning.Callback):
     the first bad step (on an accelerator this replaces ``MM1Module``'s per-step check, which would sync).
     """
 
-    def __init__(self, sink: MetricSink, every_n_steps: int) -> None:
+    def __init__(self, sink: MetricSink, every_n_steps: int, mixture: bool = True) -> None:
         self.sink, self.every_n_steps = sink, every_n_steps
+        self.mixture = mixture  # pre-training rows come from the streams of a mixture; SFT rows from none
         # (step, values on device, the optimised loss on device, lr)
         self.pending: list[tuple[int, dict[str, torch.Tensor], torch.Tensor, float]] = []
         self.pending_counts: list[torch.Tensor] = []  # per step, on device: rows of each stream, then skipped
@@ -167,6 +169,8 @@ class SinkCallback(lightning.Callback):
         if self.strategy is not None:
             counts = self.strategy.reduce(counts.to(self.strategy.root_device), reduce_op="sum").cpu()
         rows, skipped = counts[:-1].tolist(), counts[-1].item()
+        if not self.mixture:
+            return {"data/skipped": skipped}
         total = max(1.0, sum(rows))
         shares = {f"data/share/{stream}": count / total for stream, count in zip(STREAMS, rows, strict=True)}
         return {**shares, "data/skipped": skipped}
@@ -175,7 +179,7 @@ class SinkCallback(lightning.Callback):
 def batch_counts(batch: Any) -> torch.Tensor:
     """``(streams + 1,)`` on the batch's device: its rows of each stream, then its skipped records. Computed
     without reading anything back (``bincount`` on a GPU would sync to size its output)."""
-    streams = batch["streams"].clamp(min=0)  # (B,)
+    streams = batch["streams"]  # (B,); -1 (an SFT row) counts in no stream
     rows = (streams[:, None] == torch.arange(len(STREAMS), device=streams.device)).sum(0)  # (streams,)
     return torch.cat([rows, batch["skipped"].sum().reshape(1).to(rows.dtype)])
 
@@ -277,6 +281,8 @@ def sequence_length_problem(cfg: TrialConfig) -> str | None:
     limit, num_tokens = cfg.model.decoder.preset().max_seq_len, cfg.model.tokens_per_image
     if cfg.data.seq_len is not None and cfg.data.seq_len > limit:
         return f"data.seq_len: {cfg.data.seq_len} exceeds the decoder's max_seq_len {limit}"
+    if cfg.train.stage == "sft":  # conversations are truncated to the decoder; evaluation is zero-shot
+        return None
     training = max_sample_tokens(cfg.data.max_images, num_tokens)
     if cfg.data.seq_len is None and cfg.data.source == "synthetic" and training > limit:
         # Rows longer than the decoder are truncated (real data); the embedded world's should all fit.
@@ -381,6 +387,57 @@ class TrainingState(lightning.Callback):
             self.path.parent.rmdir()
 
 
+class StepCheckpoints(lightning.Callback):
+    """Saves the model (as ``save_trial_checkpoint``: config and weights) after each step of ``train.save_at_steps``
+    to ``<checkpoint without suffix>-step<N>.pt``, so another trial can start from it (``train.init_from`` with
+    ``step: N``, MM1 Fig. 7c); rank 0 writes. The last step's model is the trial's own checkpoint."""
+
+    def __init__(self, cfg: TrialConfig, checkpoint: Path) -> None:
+        self.cfg, self.checkpoint = cfg, checkpoint
+        self.steps = {step for step in cfg.train.save_at_steps if step < cfg.train.max_steps}
+
+    def path(self, step: int) -> Path:
+        return step_checkpoint_path(self.checkpoint, step)
+
+    def on_train_batch_end(self, trainer: lightning.Trainer, module: lightning.LightningModule, *args: Any) -> None:
+        if trainer.global_step in self.steps and trainer.is_global_zero:
+            save_trial_checkpoint(self.path(trainer.global_step), self.cfg, module.model)
+
+    def saved(self) -> dict[int, str]:
+        """Every step checkpoint on disk (a resumed trial's earlier ones included), and the last step's."""
+        saved = {step: str(self.path(step)) for step in sorted(self.steps) if self.path(step).is_file()}
+        return {**saved, self.cfg.train.max_steps: str(self.checkpoint)}
+
+
+def step_checkpoint_path(checkpoint: str | Path, step: int) -> Path:
+    """Where ``train.save_at_steps`` puts the model of ``step``: beside the trial's checkpoint."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}-step{step}{path.suffix}")
+
+
+def initial_model(cfg: TrialConfig, tokenizer: TextTokenizer) -> MM1Model:
+    """The trial's model: fresh (or with encoder/decoder checkpoints), then ``train.init_from``'s weights on top."""
+    model = build_model(cfg.model, tokenizer.vocab_size, image_token_id=tokenizer.image_id)
+    source = cfg.train.init_from
+    if source is not None:
+        if source.path is None:
+            raise ValueError(
+                f"train.init_from: sweep {source.sweep!r} is a reference that `mm1 sweep` resolves; "
+                "`mm1 train` needs a checkpoint path"
+            )
+        load_initial_weights(model, source.path)
+    return model
+
+
+def training_data(cfg: TrialConfig, tokenizer: TextTokenizer) -> lightning.LightningDataModule:
+    """The stage's data module: the pre-training mixture, or SFT conversations (``mm1core.data.sft``)."""
+    if cfg.train.stage == "sft":
+        from mm1core.data.sft import SFTData
+
+        return SFTData(cfg, tokenizer)
+    return PretrainingData(cfg, tokenizer)
+
+
 def resumed_step(path: Path) -> int:
     """The optimizer step a Lightning checkpoint was saved at."""
     return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
@@ -433,10 +490,10 @@ def train_trial(
     with torch_threads(threads), quiet_lightning():
         lightning.seed_everything(cfg.train.seed, workers=True, verbose=False)
         tokenizer = build_tokenizer(cfg.data.tokenizer)
-        module = MM1Module(build_model(cfg.model, tokenizer.vocab_size, image_token_id=tokenizer.image_id), cfg.train)
+        module = MM1Module(initial_model(cfg, tokenizer), cfg.train)
         if cfg.train.compile:
             compile_model(module.model)
-        recorder = SinkCallback(sink, cfg.train.log_every_n_steps)
+        recorder = SinkCallback(sink, cfg.train.log_every_n_steps, mixture=cfg.train.stage == "pretrain")
         periodic = PeriodicEvaluation(cfg, tokenizer, recorder)
         callbacks: list[lightning.Callback] = [recorder, periodic]
         state = None
@@ -445,11 +502,13 @@ def train_trial(
             callbacks.append(state)
         profiler = StepProfiler(profile_directory(profile_dir, checkpoint)) if cfg.train.profile else None
         callbacks += [profiler] if profiler else []
+        saver = StepCheckpoints(cfg, Path(checkpoint)) if checkpoint is not None and cfg.train.save_at_steps else None
+        callbacks += [saver] if saver else []
         resume = state.resume_path() if state else None  # every rank resumes from the same file
         trainer = build_trainer(cfg.train, callbacks, progress_bar, parallel)
         if resume is not None and trainer.is_global_zero:
             sink.log_metrics({"train/resumed_from_step": float(resumed_step(resume))}, step=resumed_step(resume))
-        trainer.fit(module, datamodule=PretrainingData(cfg, tokenizer), ckpt_path=resume, weights_only=True)
+        trainer.fit(module, datamodule=training_data(cfg, tokenizer), ckpt_path=resume, weights_only=True)
         train_seconds = recorder.ended - recorder.started - periodic.seconds
         if not trainer.is_global_zero:  # the other ranks only train
             return TrialResult({}, len(recorder.losses), train_seconds, eval_seconds=0.0)
@@ -463,6 +522,7 @@ def train_trial(
             state.discard()
     result = finish(cfg, sink, recorder, evaluation, eval_seconds, train_seconds)
     result.checkpoint = None if checkpoint is None else str(checkpoint)
+    result.checkpoints = saver.saved() if saver else {}
     result.profile = str(profiler.written) if profiler and profiler.written else None
     return result
 

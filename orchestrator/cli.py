@@ -30,23 +30,25 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ------------------------------------------------------------------------------------------ sweep verbs
-def _load(path: str) -> tuple[Any, list[Any], str]:
-    """The spec, its trials and its text; relative paths in it resolve against its folder."""
+def _load(path: str, tracking_uri: str | None = None) -> tuple[Any, list[Any], str]:
+    """The spec, its trials and its text; relative paths in it resolve against its folder. ``train.init_from``
+    references are looked up in the MLflow store of ``tracking_uri`` (resolved as ``--tracking-uri``)."""
     from mm1core.config import paths_relative_to, printable
     from orchestrator.expand import expand
+    from orchestrator.lineage import MlflowSources
     from orchestrator.spec import load_spec
 
     try:
         with paths_relative_to(Path(path).parent):  # expansion validates each trial again: same folder
             spec = load_spec(path)
-            trials = expand(spec)
+            trials = expand(spec, MlflowSources(tracking_uri))
     except SpecError as exc:
         raise BadInput("\n".join(f"{path}: {printable(line)}" for line in str(exc).split("\n"))) from None
     return spec, trials, Path(path).read_text()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    spec, trials, _ = _load(args.spec)
+    spec, trials, _ = _load(args.spec, args.tracking_uri)
     if args.json:
         print(json.dumps({"trials": len(trials)}))
     else:
@@ -55,7 +57,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    spec, trials, _ = _load(args.spec)
+    spec, trials, _ = _load(args.spec, args.tracking_uri)
     if args.json:
         plan = [{"index": t.index, "trial_key": t.key, "varied": t.varied, "derived": t.derived} for t in trials]
         print(json.dumps(plan, indent=1))
@@ -70,11 +72,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _shown(derived: dict[str, Any]) -> dict[str, Any]:
     """Derived values for the plan table: the LR and weight decay an LR law gives (its a, b are in the YAML)."""
-    return {f"{path} (law)": f"{value:.3g}" for path, value in derived.items() if "lr_law" not in path}
+    shown = {f"{path} (law)": f"{value:.3g}" for path, value in derived.items() if path.startswith("train.")}
+    if "init.step" in derived:  # the pre-training step of the checkpoint a trial starts from
+        shown["init.step"] = derived["init.step"]
+    return {path: value for path, value in shown.items() if "lr_law" not in path}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    spec, trials, text = _load(args.spec)
+    spec, trials, text = _load(args.spec, args.tracking_uri)
     from orchestrator.run import RayUnavailable, SweepBusy, run_sweep
     from orchestrator.summary import compute_line, format_table, overhead_line, trial_table
     from orchestrator.tracking import Tracker, resolve_tracking_uri
@@ -137,7 +142,7 @@ def _where_to_look(uri: str, experiment: str, checkpoints: Path | None = None, r
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    spec, trials, _ = _load(args.spec)
+    spec, trials, _ = _load(args.spec, args.tracking_uri)
     from orchestrator.summary import format_table, trial_table
     from orchestrator.tracking import Tracker, resolve_tracking_uri, store_exists
 
@@ -160,6 +165,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- one trial
 def cmd_train(args: argparse.Namespace) -> int:
     given = _load_trial(args.trial)
+    if given.train.init_from is not None and given.train.init_from.sweep is not None:
+        raise BadInput(
+            f"{args.trial}: train.init_from.sweep: `mm1 train` starts from a checkpoint path; references to a "
+            "sweep's trials are resolved by `mm1 sweep run`"
+        )
     config = given.resolved()
     from orchestrator.tracking import ROLE, TRIAL_KEY, MlflowSink, Tracker, resolve_tracking_uri, trial_params
 
@@ -182,7 +192,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         raise
     tracker.log_history(run_id, [(result.steps, {"perf/train_seconds": result.train_seconds})])
-    tracker.log_outputs(run_id, result.checkpoint, result.predictions, result.profile)
+    checkpoints = {str(step): path for step, path in result.checkpoints.items()}
+    tracker.log_outputs(run_id, result.checkpoint, result.predictions, result.profile, checkpoints)
     tracker.end_run(run_id, "FINISHED")
     for name, value in sorted(result.metrics.items()):
         print(f"  {name:28s} {value:10.4f}")
@@ -329,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         verb = sweep_verbs.add_parser(name, help=helptext)
         verb.add_argument("spec")
         verb.add_argument("--json", action="store_true")
+        _tracking_option(verb)  # where train.init_from references are looked up
         verb.set_defaults(func=func)
 
     run = sweep_verbs.add_parser("run", help="run the trials not yet finished in MLflow")

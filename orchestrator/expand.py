@@ -11,12 +11,27 @@ import copy
 import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
 from mm1core.config import LRLaw, TrialConfig, describe_errors, set_path
 from orchestrator.spec import SpecError, SweepSpec
+
+if TYPE_CHECKING:
+    from mm1core.config import InitFrom
+    from orchestrator.lineage import Source
+
+
+class SourceFinder(Protocol):
+    """Resolves ``train.init_from`` references (``orchestrator.lineage.MlflowSources``)."""
+
+    def sources(self, reference: InitFrom, experiment: str) -> list[Source]: ...
+
+
+# What a trial started from another's checkpoint takes from it, unless its sweep sets it: the model (the weights
+# must fit), the tokenizer (the ids must mean the same) and the world (the same scenes, held-out items included).
+INHERITED = ("model", "data.tokenizer", "data.seed")
 
 
 @dataclass(frozen=True)
@@ -108,29 +123,93 @@ def derived_values(given: TrialConfig, config: TrialConfig) -> dict[str, Any]:
     }
 
 
-def expand(spec: SweepSpec) -> list[Trial]:
-    """The sweep's trials; raises ``SpecError`` naming every combination that is invalid as a whole."""
+def expand(spec: SweepSpec, sources: SourceFinder | None = None) -> list[Trial]:
+    """The sweep's trials; raises ``SpecError`` naming every combination that is invalid as a whole.
+
+    A ``train.init_from`` reference to another sweep's trials is resolved by ``sources`` into one trial per
+    matching source run (``orchestrator.lineage``); its ``init.<path>`` values (what the source's sweep varied)
+    join the trial's varied values, and the source's model, tokenizer and world seed become the trial's unless
+    this sweep sets them."""
     varied_paths = [*spec.grid, *spec.zip] + (["train.seed"] if len(seeds_of(spec)) > 1 else [])
     trials: list[Trial] = []
     problems: list[str] = []
     for overrides in combinations(spec):
+        where = ", ".join(f"{p}={overrides[p]}" for p in varied_paths)
         try:
             given = TrialConfig.model_validate(with_overrides(spec.base, overrides))
-            config = given.resolved()
+            starts = _starts(spec, overrides, given, sources)
         except ValidationError as exc:
-            where = ", ".join(f"{p}={overrides[p]}" for p in varied_paths)
             problems += [f"trial ({where}): {line}" for line in describe_errors(exc)]
             continue
-        if is_excluded(overrides, config, spec.exclude):
-            continue
-        varied = {path: overrides[path] for path in varied_paths}
-        trial = Trial(len(trials), config.trial_key(), config, varied, derived_values(given, config))
-        trials.append(trial)
+        for given, lineage in starts:
+            config = given.resolved()
+            if is_excluded(overrides, config, spec.exclude):
+                continue
+            varied = {path: overrides[path] for path in varied_paths} | {
+                k: v for k, v in lineage.items() if k != "init.step"
+            }
+            trial = Trial(len(trials), config.trial_key(), config, varied, derived_values(given, config) | lineage)
+            trials.append(trial)
     problems += _layout_problems(spec, trials) + _scheduler_problems(spec, trials)
     if problems:
         raise SpecError("\n".join(dict.fromkeys(problems)))
     _check_distinct(trials)
     return trials
+
+
+def _starts(
+    spec: SweepSpec, overrides: dict[str, Any], given: TrialConfig, sources: SourceFinder | None
+) -> list[tuple[TrialConfig, dict[str, Any]]]:
+    """``given`` with each source of its ``train.init_from`` filled in, and the lineage values (``init.<path>``,
+    ``init.step``) each adds; ``given`` alone when it starts from no other sweep's trial."""
+    reference = given.train.init_from
+    if reference is None:
+        return [(given, {})]
+    if reference.sweep is None:  # a plain path: the model it holds
+        from mm1core.checkpoint import checkpoint_config
+
+        tree = _inherit(spec, overrides, checkpoint_config(str(reference.path)))
+        return [(TrialConfig.model_validate(tree), {})]
+    if sources is None:
+        raise SpecError(f"train.init_from: sweep {reference.sweep!r}: resolving a reference needs an MLflow store")
+    starts = []
+    for source in sources.sources(reference, spec.experiment):
+        tree = _inherit(spec, overrides, source.config)
+        set_path(tree, "train.init_from", {**reference.model_dump(), "run": source.run_id, "path": source.path})
+        lineage = {f"init.{path}": value for path, value in source.varied.items()} | {"init.step": source.step}
+        starts.append((TrialConfig.model_validate(tree), lineage))
+    return starts
+
+
+def _inherit(spec: SweepSpec, overrides: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+    """The trial's config tree with the ``INHERITED`` parts taken from the ``source`` config, except where this
+    sweep sets them (its base or a varied path at or under them)."""
+    tree = with_overrides(spec.base, overrides)
+    own = {**_leaves(spec.base), **overrides}
+    for part in INHERITED:
+        section, _, leaf = part.partition(".")
+        value = source.get(section, {}) if not leaf else source.get(section, {}).get(leaf)
+        if value is None and leaf:
+            continue
+        base_value = copy.deepcopy(value)
+        mine = {p: v for p, v in own.items() if p == part or p.startswith(part + ".")}
+        if part in mine:
+            continue
+        set_path(tree, part, base_value)
+        for path, v in mine.items():
+            set_path(tree, path, v)
+    return tree
+
+
+def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Every leaf of a nested mapping under its dotted path (values as they are)."""
+    leaves: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            leaves.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
 
 
 def _layout_problems(spec: SweepSpec, trials: list[Trial]) -> list[str]:

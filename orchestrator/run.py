@@ -6,6 +6,7 @@ Trials FINISHED in MLflow under the same sweep and ``trial_key`` are skipped, so
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -20,9 +21,10 @@ from ray.tune import Callback
 
 from orchestrator.expand import Trial
 from orchestrator.spec import SweepSpec
-from orchestrator.tracking import DRIVER, RESUMED, TRIAL_KEY, Tracker
+from orchestrator.tracking import DRIVER, RESUMED, STOPPED_EARLY, TRIAL_KEY, Tracker
 from orchestrator.trainable import (
     CHECKPOINT,
+    CHECKPOINTS,
     ERROR,
     FINAL,
     HISTORY,
@@ -37,7 +39,6 @@ from orchestrator.trainable import (
 Printer = Callable[[str], None]
 NODE_TAG = "mm1.node"
 RESUMED_METRIC = "train/resumed_from_step"  # what mm1core.train reports when a trial resumes from its state
-STOPPED_EARLY = "mm1.stopped_early"  # tag of a trial the scheduler (ASHA) stopped before train.max_steps
 STEPS_METRIC = "perf/steps"  # optimizer steps a trial ran (fewer than train.max_steps when stopped early)
 
 
@@ -316,7 +317,7 @@ class TrialLogger(Callback):
             perf = {k: v for k, v in result.items() if k.startswith("perf/") and isinstance(v, (int, float))}
             history.append((int(result[STEP]), perf))
             outputs = result.get(CHECKPOINT), result.get(PREDICTIONS) or [], result.get(PROFILE)
-            self.tracker.log_outputs(run_id, *outputs)
+            self.tracker.log_outputs(run_id, *outputs, checkpoints=json.loads(result.get(CHECKPOINTS) or "{}"))
         self.tracker.log_history(run_id, history)
         self._progress(trial, result)
 

@@ -6,6 +6,7 @@ metrics to the driver through Ray Tune results; ``TrialLogger`` turns them into 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,10 @@ from orchestrator.expand import Trial
 
 ROLE, SWEEP, TRIAL_KEY, ERROR = "mm1.role", "mm1.sweep", "mm1.trial_key", "mm1.error"
 CHECKPOINT_TAG = "mm1.checkpoint"
+CHECKPOINTS_TAG = "mm1.checkpoints"  # JSON {step: path}: the models train.save_at_steps saved, and the last one
+VARIED_TAG = "mm1.varied"  # JSON {dotted path: value}: what the trial's sweep varies, as the trial has it
+STOPPED_EARLY = "mm1.stopped_early"  # tag of a trial the scheduler (ASHA) stopped before train.max_steps
+INIT_FROM_RUN = "mm1.init_from_run"  # the run whose checkpoint a trial started from (train.init_from)
 PROFILE_TAG = "mm1.profile"
 DRIVER, ATTEMPTS, RESUMED = "mm1.driver", "mm1.attempts", "mm1.resumed_from_step"  # who runs it; tries; resume
 EARLIER_ERROR = "mm1.earlier_error"  # the error of the attempt before, once a trial is tried again
@@ -54,13 +59,21 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=uri)
 
     def log_outputs(
-        self, run_id: str, checkpoint: str | None, predictions: list[dict[str, Any]], profile: str | None = None
+        self,
+        run_id: str,
+        checkpoint: str | None,
+        predictions: list[dict[str, Any]],
+        profile: str | None = None,
+        checkpoints: Mapping[str, str] | None = None,
     ) -> None:
-        """A finished trial's checkpoint path (tag ``mm1.checkpoint``), its sample predictions (artifact
+        """A finished trial's checkpoint path (tag ``mm1.checkpoint``; those of ``train.save_at_steps`` in
+        ``mm1.checkpoints``, JSON by step), its sample predictions (artifact
         ``predictions.json``, an MLflow table) and its profiler trace (artifacts under ``profile/``; where the trace
         is on another machine than this one, its path in tag ``mm1.profile``)."""
         if checkpoint:
             self.client.set_tag(run_id, CHECKPOINT_TAG, checkpoint)
+        if checkpoints:
+            self.client.set_tag(run_id, CHECKPOINTS_TAG, json.dumps(dict(checkpoints), sort_keys=True))
         if predictions:
             self.client.log_table(run_id, prediction_table(predictions), "predictions.json")
         if profile:
@@ -109,6 +122,10 @@ class Tracker:
 
     def start_trial_run(self, experiment_id: str, parent_id: str, sweep: str, trial: Trial) -> str:
         tags = {MLFLOW_PARENT_RUN_ID: parent_id, ROLE: "trial", SWEEP: sweep, TRIAL_KEY: trial.key, ATTEMPTS: "1"}
+        tags[VARIED_TAG] = json.dumps(trial.varied, default=str)[:5000]
+        source = trial.config.train.init_from
+        if source is not None and source.run:
+            tags[INIT_FROM_RUN] = source.run
         run = self.client.create_run(experiment_id, run_name=trial.label, tags=tags)
         self.log_params(run.info.run_id, {**trial_params(trial.config), **trial.derived})
         return run.info.run_id

@@ -6,6 +6,7 @@ results, in bursts, and the driver is the single MLflow writer (see ``orchestrat
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ if TYPE_CHECKING:  # mm1core (and Lightning) load inside the trial, not in the d
 # Keys of a reported result (besides metric names themselves).
 HISTORY, STEP, FINAL, ERROR = "mm1/history", "step", "mm1/final", "mm1/error"
 CHECKPOINT, PREDICTIONS = "mm1/checkpoint", "mm1/predictions"
+CHECKPOINTS = "mm1/checkpoints"  # train.save_at_steps: {step: path} of the models saved along the way
 NODE = "mm1/node"  # the Ray node the trial runs on (tag mm1.node: where a cluster put it)
 # A data-parallel trial's Ray Train worker group (placement group id, hex), reported by rank 0: the driver removes
 # it when the trial ends, since a trial stopped by the scheduler is killed before Ray Train can release it.
@@ -121,6 +123,7 @@ def final_report(result: TrialResult) -> dict[str, Any]:
     return {
         FINAL: 1.0,
         CHECKPOINT: result.checkpoint,
+        CHECKPOINTS: json.dumps({str(step): path for step, path in result.checkpoints.items()}),
         PREDICTIONS: result.predictions,
         PROFILE: result.profile,
         "perf/train_seconds": result.train_seconds,
