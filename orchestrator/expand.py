@@ -234,6 +234,9 @@ def scheduler_metrics(config: TrialConfig) -> set[str]:
     if config.eval.every_n_steps is None:
         return {"train/loss"}
     ev = config.eval
+    if config.train.stage == "sft":  # mm1core.evaluate.instruct: zero-shot instruction prompts
+        tasks = set() if ev.periodic == "loss" else {f"eval/sft/{task}" for task in [*ev.task_names(), "avg"]}
+        return {"train/loss", "eval/sft/loss"} | tasks
     if ev.periodic == "loss":
         return {"train/loss", "eval/loss"}
     names = {"train/loss", "eval/loss"} | ({"eval/textcore"} if ev.textcore else set())

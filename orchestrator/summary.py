@@ -40,7 +40,7 @@ def trial_table(trials: list[Trial], runs: list[Run]) -> pd.DataFrame:
 
 def _row(trial: Trial, run: Run | None) -> dict[str, Any]:
     row: dict[str, Any] = {"#": trial.index + 1}
-    row.update({path.rsplit(".", 1)[-1]: value for path, value in trial.varied.items()})
+    row.update({_column(path): value for path, value in trial.varied.items()})
     row["status"] = run.info.status if run else "PENDING"
     metrics = run.data.metrics if run else {}
     row["train/loss"] = metrics.get("train/loss")
@@ -48,7 +48,7 @@ def _row(trial: Trial, run: Run | None) -> dict[str, Any]:
         {
             name: value
             for name, value in metrics.items()
-            if name.startswith("eval/avg/") or name in ("eval/textcore", "eval/loss")
+            if name.startswith("eval/avg/") or name in ("eval/textcore", "eval/loss", "eval/sft/avg", "eval/sft/loss")
         }
     )
     row["steps"] = metrics.get("perf/steps")
@@ -57,6 +57,12 @@ def _row(trial: Trial, run: Run | None) -> dict[str, Any]:
     if run and run.data.tags.get("mm1.error"):
         row["error"] = run.data.tags["mm1.error"][:80]
     return row
+
+
+def _column(path: str) -> str:
+    """A varied path's column: its last name, ``init.`` kept for what the trial's source varied."""
+    name = path.rsplit(".", 1)[-1]
+    return f"init.{name}" if path.startswith("init.") else name
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -201,3 +201,19 @@ def test_asha_starts_trials_in_a_seeded_shuffle_unless_told_not_to():
     assert [t.key for t in start_order(parse_spec(spec), trials)] == [t.key for t in shuffled]  # every run alike
     for change in ({"scheduler": {"type": "fifo"}}, {"scheduler": {**spec["scheduler"], "shuffle": False}}):
         assert start_order(parse_spec({**spec, **change}), trials) == trials
+
+
+def test_sft_trials_report_their_own_eval_metrics_to_a_scheduler() -> None:
+    from mm1core.config import TrialConfig
+    from orchestrator.expand import scheduler_metrics
+
+    sft = {"train": {"stage": "sft"}, "eval": {"every_n_steps": 10, "tasks": ["caption", "vqa"]}}
+    assert scheduler_metrics(TrialConfig.model_validate(sft)) == {
+        "train/loss",
+        "eval/sft/loss",
+        "eval/sft/caption",
+        "eval/sft/vqa",
+        "eval/sft/avg",
+    }
+    sft["eval"]["periodic"] = "loss"
+    assert scheduler_metrics(TrialConfig.model_validate(sft)) == {"train/loss", "eval/sft/loss"}
