@@ -91,6 +91,8 @@ class Split(IntEnum):
     DEMO_CHOICE = 4  # which support items a k-shot prompt uses
     TEXT_EVAL = 5  # text-only multiple-choice evaluation
     TEXT_SUPPORT = 6  # demonstrations for text-only few-shot prompts
+    SFT = 7  # instruction conversations for supervised fine-tuning (MM1 Sec. 5)
+    SFT_EVAL = 8  # held-out instruction conversations (``eval/sft/loss``)
 
 
 @dataclass(frozen=True)
@@ -832,6 +834,120 @@ def pretraining_document(
     weights = np.array([mixture.get(kind, 0.0) for kind in SAMPLE_KINDS], dtype=np.float64)
     kind = SAMPLE_KINDS[int(rng.choice(len(SAMPLE_KINDS), p=weights / weights.sum()))]
     return DOCUMENT_SAMPLERS[kind](rng, max_images, **(options or {}).get(kind, {}))
+
+
+# ------------------------------------------------------------------------------------- instruction data (SFT)
+# Supervised fine-tuning (MM1 Sec. 5) turns the pre-trained model into one that follows instructions. The world's
+# instruction set is LLaVA-1.5-like: short questions carry a format instruction ("answer in one word."), a
+# caption request asks for a short answer, a detail request for a complete description. Every word is already in
+# ``VOCABULARY`` (the tokenizer's vocabulary is fixed), so these sentences are deliberately not added to it.
+INSTRUCTION_KINDS = ("short", "conversation", "detail")  # the fields of config.SFTMixConfig
+ONE_WORD = "answer in one word."  # appended to a question whose answer is a single word or number
+CAPTION_REQUEST = "what is in this picture? answer in short."  # answered by a short caption
+DETAIL_REQUESTS = (
+    "look at this picture. what is there and where?",
+    "what is in this image? look at all of the shapes.",
+    "what shapes are there in this picture, and where?",
+)
+CAPTION_REQUEST_P = 0.2  # share of short turns that ask for a caption rather than a question
+CONVERSATION_TURNS = (2, 4)  # turns of a conversation, inclusive
+
+
+@dataclass(frozen=True)
+class InstructionItem:
+    """An instruction-following item about one scene: ``turns`` of ``(instruction, response)`` (no ``<image>``:
+    the chat template places it), ``kind`` one of ``INSTRUCTION_KINDS``."""
+
+    scene: Scene
+    turns: tuple[tuple[str, str], ...]
+    kind: str
+
+
+def _shape(scene: Scene, rng: np.random.Generator) -> Question | None:
+    """``what shape is on the left?`` / ``what shape is the red shape?`` (when no other shape is red)."""
+    obj = scene.objects[int(rng.integers(len(scene.objects)))]
+    texts = [f"what shape is {POSITION_PHRASES[obj.position]}?"]
+    if obj in _unique(scene, lambda other: other.colour):
+        texts.append(f"what shape is the {obj.colour} shape?")
+    return Question(pick(rng, texts), obj.shape, "shape")
+
+
+INSTRUCTION_QUESTIONS: dict[str, Callable[[Scene, np.random.Generator], Question | None]] = {
+    **QUESTION_KINDS,
+    "shape": _shape,
+}
+
+
+def short_turn(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
+    """A caption request answered by a short description, or a question of any kind the scene has answered in
+    one word (its canonical answer)."""
+    if rng.random() < CAPTION_REQUEST_P:
+        return CAPTION_REQUEST, describe(scene, rng, text_p=0.5) + "."
+    while True:
+        question = INSTRUCTION_QUESTIONS[pick(rng, tuple(INSTRUCTION_QUESTIONS))](scene, rng)
+        if question is not None:
+            return f"{question.text} {ONE_WORD}", question.answer
+
+
+def detailed_description(scene: Scene) -> str:
+    """A complete description, richer than any caption: the count, every object with its size, colour, shape and
+    position in reading order, the colours and shapes that repeat, and the writing (or that there is none).
+
+    ``there are two shapes in this picture. a large red square is at the top. a small red circle is on the
+    left. all the shapes are red. the word stop is written at the bottom.``
+    """
+    count = len(scene.objects)
+    sentences = [f"there {'is' if count == 1 else 'are'} {count_phrase(count)} in this picture."]
+    for obj in scene.objects:
+        sentences.append(f"{with_article(f'{obj.size} {obj.colour} {obj.shape}')} is {POSITION_PHRASES[obj.position]}.")
+    for value, plural in [(c, c) for c in COLOURS] + [(s, f"{s}s") for s in SHAPES]:
+        same = sum(value in (obj.colour, obj.shape) for obj in scene.objects)
+        if same == count > 1:
+            sentences.append(f"all the shapes are {plural}.")
+        elif same > 1:
+            sentences.append(f"{NUMBERS[same]} of the shapes are {plural}.")
+    if scene.text is None:
+        sentences.append("no word and no number is written.")
+    else:
+        sentences.append(f"{text_phrase(scene.text)} is written {POSITION_PHRASES[scene.text.position]}.")
+    return " ".join(sentences)
+
+
+def _short_item(scene: Scene, rng: np.random.Generator) -> tuple[tuple[str, str], ...]:
+    return (short_turn(scene, rng),)
+
+
+def _conversation_item(scene: Scene, rng: np.random.Generator) -> tuple[tuple[str, str], ...]:
+    """2-4 short turns about the scene with distinct instructions (a scene may have fewer distinct ones)."""
+    wanted = int(rng.integers(CONVERSATION_TURNS[0], CONVERSATION_TURNS[1] + 1))
+    turns: dict[str, str] = {}
+    for _ in range(8 * wanted):
+        instruction, response = short_turn(scene, rng)
+        turns.setdefault(instruction, response)
+        if len(turns) == wanted:
+            break
+    return tuple(turns.items())
+
+
+def _detail_item(scene: Scene, rng: np.random.Generator) -> tuple[tuple[str, str], ...]:
+    return ((pick(rng, DETAIL_REQUESTS), detailed_description(scene)),)
+
+
+INSTRUCTION_SAMPLERS: dict[str, Callable[[Scene, np.random.Generator], tuple[tuple[str, str], ...]]] = {
+    "short": _short_item,
+    "conversation": _conversation_item,
+    "detail": _detail_item,
+}
+
+
+def instruction_item(seed: int, index: int, mix: Mapping[str, float], split: Split = Split.SFT) -> InstructionItem:
+    """Item ``index`` of an instruction split (``Split.SFT`` to train on, ``Split.SFT_EVAL`` held out): its kind
+    drawn by the ``mix`` weights of ``INSTRUCTION_KINDS``, then a scene and the turns about it."""
+    rng = item_rng(seed, split, index)
+    weights = np.array([mix.get(kind, 0.0) for kind in INSTRUCTION_KINDS], dtype=np.float64)
+    kind = INSTRUCTION_KINDS[int(rng.choice(len(INSTRUCTION_KINDS), p=weights / weights.sum()))]
+    scene = sample_scene(rng)
+    return InstructionItem(scene, INSTRUCTION_SAMPLERS[kind](scene, rng), kind)
 
 
 # ------------------------------------------------------------------------------------------- vocabulary

@@ -4,12 +4,16 @@ Metric names are the MLflow contract of DESIGN.md: ``eval/<task>/<k>shot`` (perc
 VQAv2 accuracy for VQA tasks), ``eval/avg/<k>shot`` (the mean over tasks, MM1's meta-average),
 ``eval/textcore`` (multiple-choice accuracy on text-only sets) and ``eval/loss`` (caption-pair loss on held-out
 items). The first few predictions of every task and k come back with the scores, for an MLflow table.
+
+A fine-tuned model (``train.stage: sft``) is evaluated as an assistant instead (``mm1core.evaluate.instruct``):
+``eval/sft/<task>`` (zero-shot through the chat template), ``eval/sft/avg`` and ``eval/sft/loss``; none of the
+pre-training names above.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -39,11 +43,16 @@ def heldout_samples(cfg: TrialConfig, tokenizer: TextTokenizer) -> list[Sample]:
 @torch.inference_mode()
 def heldout_loss(model: MM1Model, cfg: TrialConfig, tokenizer: TextTokenizer) -> float:
     """Mean next-token loss per text target over the held-out caption pairs."""
+    return target_loss(model, heldout_samples(cfg, tokenizer), cfg.eval.batch_size, tokenizer.pad_id)
+
+
+@torch.inference_mode()
+def target_loss(model: MM1Model, samples: Sequence[Sample], batch_size: int, pad_id: int) -> float:
+    """Mean next-token loss per target (``loss_mask``) over ``samples``, ``batch_size`` at a time."""
     device = next(model.parameters()).device
-    samples = heldout_samples(cfg, tokenizer)
     total, count = 0.0, 0
-    for start in range(0, len(samples), cfg.eval.batch_size):
-        batch = collate(samples[start : start + cfg.eval.batch_size], tokenizer.pad_id)
+    for start in range(0, len(samples), batch_size):
+        batch = collate(samples[start : start + batch_size], pad_id)
         token_ids, loss_mask = batch["token_ids"].to(device), batch["loss_mask"].to(device)
         targets = int(loss_mask[:, 1:].sum())
         logits = model(token_ids, batch["images"].to(device))
@@ -61,27 +70,39 @@ def evaluate(
 ) -> Evaluation:
     """Every task of ``cfg.eval.tasks`` at every ``cfg.eval.shots``, ``eval/avg/<k>shot``, ``eval/textcore`` and
     ``eval/loss``, on the model's device. ``autocast`` wraps the forward passes (a trial passes its precision
-    plugin's ``forward_context``)."""
+    plugin's ``forward_context``). A fine-tuned model (``train.stage: sft``) is scored zero-shot through the chat
+    template instead: ``eval/sft/<task>``, ``eval/sft/avg`` and ``eval/sft/loss`` (``mm1core.evaluate.instruct``)."""
     was_training = model.training
     model.eval()
+    with torch.inference_mode(), autocast():
+        if cfg.train.stage == "sft":
+            from mm1core.evaluate.instruct import instruction_evaluation  # it imports this module
+
+            result = instruction_evaluation(model, cfg, tokenizer)
+        else:
+            result = pretraining_evaluation(model, cfg, tokenizer)
+    model.train(was_training)
+    return result
+
+
+def pretraining_evaluation(model: MM1Model, cfg: TrialConfig, tokenizer: TextTokenizer) -> Evaluation:
+    """``evaluate`` of a pre-trained model: k-shot scores, their means, TextCore and the held-out caption loss."""
     result = Evaluation({})
     tasks = build_tasks(cfg)
-    with torch.inference_mode(), autocast():
-        for shots in cfg.eval.shots:
-            scores = {}
-            for task in tasks:
-                outcome = task.score(model, cfg, tokenizer, shots)
-                scores[task.name] = outcome.score
-                result.predictions += outcome.predictions
-            result.metrics.update({f"eval/{name}/{shots}shot": value for name, value in scores.items()})
-            if scores:
-                result.metrics[f"eval/avg/{shots}shot"] = sum(scores.values()) / len(scores)
-        if cfg.eval.textcore:
-            outcome = textcore(model, cfg, tokenizer)
-            result.metrics["eval/textcore"] = outcome.score
+    for shots in cfg.eval.shots:
+        scores = {}
+        for task in tasks:
+            outcome = task.score(model, cfg, tokenizer, shots)
+            scores[task.name] = outcome.score
             result.predictions += outcome.predictions
-        result.metrics["eval/loss"] = heldout_loss(model, cfg, tokenizer)
-    model.train(was_training)
+        result.metrics.update({f"eval/{name}/{shots}shot": value for name, value in scores.items()})
+        if scores:
+            result.metrics[f"eval/avg/{shots}shot"] = sum(scores.values()) / len(scores)
+    if cfg.eval.textcore:
+        outcome = textcore(model, cfg, tokenizer)
+        result.metrics["eval/textcore"] = outcome.score
+        result.predictions += outcome.predictions
+    result.metrics["eval/loss"] = heldout_loss(model, cfg, tokenizer)
     return result
 
 
@@ -92,10 +113,16 @@ def evaluate_loss(
     *,
     autocast: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
 ) -> Evaluation:
-    """``eval/loss`` alone (``eval.periodic: loss``): one forward pass per eval batch, no generation."""
+    """``eval/loss`` alone (``eval.periodic: loss``): one forward pass per eval batch, no generation; for
+    ``train.stage: sft``, ``eval/sft/loss`` alone."""
     was_training = model.training
     model.eval()
     with torch.inference_mode(), autocast():
-        result = Evaluation({"eval/loss": heldout_loss(model, cfg, tokenizer)})
+        if cfg.train.stage == "sft":
+            from mm1core.evaluate.instruct import instruction_loss  # it imports this module
+
+            result = Evaluation(instruction_loss(model, cfg, tokenizer))
+        else:
+            result = Evaluation({"eval/loss": heldout_loss(model, cfg, tokenizer)})
     model.train(was_training)
     return result
