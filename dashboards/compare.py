@@ -2,6 +2,8 @@
 
 The table pandas makes is the product: one row per combination of the ``--by`` values, per metric its mean
 over the runs in that row (seeds, and any axis not in ``--by``, pooled), the sample std and the run count.
+SFT runs (``train.stage`` = ``sft``, MM1 Sec. 5) are compared on their SFT scores by default, and their lineage
+params (``init.model.connector.type``, ``init.step``) are ordinary ``--by`` keys.
 """
 
 from __future__ import annotations
@@ -13,16 +15,23 @@ from collections.abc import Sequence
 import pandas as pd
 
 from dashboards import DashboardError
-from dashboards.runs import metric_columns, param_columns, seed_average
+from dashboards.runs import SFT, metric_columns, param_columns, seed_average, sft_metrics, stages
 
 _SHOTS = re.compile(r"^eval/avg/(\d+)shot$")
 
 
 def default_metrics(frame: pd.DataFrame) -> list[str]:
-    """MM1's headline numbers: the k-shot meta-averages (by k), TextCore, then the final training loss."""
+    """MM1's headline numbers: for pre-training runs the k-shot meta-averages (by k) and TextCore, for SFT runs
+    ``eval/sft/avg`` and ``eval/sft/<task>`` (both where the runs mix stages), then the final training loss."""
     present = set(metric_columns(frame))
-    shots = sorted((m for m in present if _SHOTS.match(m)), key=lambda m: int(_SHOTS.match(m).group(1)))
-    return shots + [m for m in ("eval/textcore", "train/loss") if m in present]
+    stage = stages(frame)
+    pretrain, sft = [], []
+    if (stage != SFT).any():
+        pretrain = sorted((m for m in present if _SHOTS.match(m)), key=lambda m: int(_SHOTS.match(m).group(1)))
+        pretrain += [m for m in ("eval/textcore",) if m in present]
+    if (stage == SFT).any():
+        sft = sft_metrics(present)
+    return pretrain + sft + [m for m in ("train/loss",) if m in present]
 
 
 def compare_table(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
@@ -34,7 +43,7 @@ def compare_table(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]
         if key not in params:
             raise DashboardError(f"--by: no param {key!r} in these runs ({_nearby(key, sorted(params))})")
     if not metrics:
-        raise DashboardError("--metric: these runs logged no eval/avg/<k>shot, eval/textcore or train/loss")
+        raise DashboardError("--metric: these runs logged no eval/avg/<k>shot, eval/textcore, eval/sft/* or train/loss")
     logged = set(metric_columns(frame))
     for metric in metrics:
         if metric not in logged:

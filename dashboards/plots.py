@@ -19,15 +19,31 @@ Axis rules (a figure not drawn for any sweep is reported once in ``Report.skippe
 - ``resolution`` (Fig. 7b): the effective image resolution (``model.highres.resolution`` when
   ``model.highres.mode`` != none, else ``model.encoder.resolution``) takes 2+ values; a line per high-res mode.
 - ``learning-curves``: every sweep with a ``train/loss`` history; a line per combination of the varied params.
+
+Training stages (MM1 Sec. 5): a sweep's runs are split by ``train.stage`` (missing: ``pretrain``; a sweep mixing
+stages gives one part per stage, the non-pretrain part labelled ``<sweep>-<stage>``). The figures above but
+``learning-curves`` are drawn from pre-training runs only: SFT runs log ``eval/sft/*``, not k-shot averages, and an
+SFT sweep that inherits varied connectors is reported as skipped for ``connectors``, naming the sweep. An SFT
+sweep's axes are its lineage params: ``init.<path>`` (the source pre-training run's values of what its sweep
+varied) and ``init.step``; the params that follow from them (``model.connector.type`` inherited from the source,
+``train.init_from.step``) are not axes of their own, nor are source run ids, checkpoint paths and source seeds.
+
+- ``sft-lesson`` (Sec. 5, "do pre-training lessons hold after SFT?"): an SFT sweep varies an ``init.*`` param
+  other than ``init.step`` (and ``init.train.seed``); x = that param (the connector first where several vary,
+  the others become panels), bars = the source runs' ``eval/avg/<k>shot`` of the smallest k (found by tag
+  ``mm1.init_from_run`` anywhere in the store, each source counted once) beside the SFT runs' ``eval/sft/avg``;
+  the table adds every ``eval/sft/<task>``.
+- ``sft-steps`` (Fig. 7c): ``init.step`` takes 2+ values; ``eval/sft/avg`` and each ``eval/sft/<task>`` (a panel
+  each) against the pre-training step, a line per combination of the other varied params.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -59,8 +75,11 @@ from dashboards.figures.lessons import (
     draw_text_only,
     image_text_label,
 )
-from dashboards.figures.style import shot_k, styled
-from dashboards.runs import latest_per_trial, varied_params
+from dashboards.figures.sft import INIT_STEP, draw_sft_lesson, draw_sft_steps, lesson_axes
+from dashboards.figures.style import INIT, shot_k, styled
+from dashboards.runs import SFT, STAGE, latest_per_trial, stages, varied_params
+
+PRETRAIN = "pretrain"
 
 __all__ = ["Figure", "Report", "make_report", "cap_int_label", "image_text_label"]
 
@@ -84,29 +103,37 @@ def make_report(
     frame = latest_per_trial(store.trials(experiment, sweep))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sweeps = [_prepare(tag, group, experiment, out, store) for tag, group in frame.groupby("sweep", sort=True)]
+    groups = frame.groupby("sweep", sort=True)
+    sweeps = [s for tag, group in groups for s in _by_stage(tag, group, experiment, out, store)]
     for s in sweeps:
         s.lr_metric, s.lr_mode = lr_metric, lr_mode
     figures: list[Figure] = []
     skipped: list[tuple[str, str]] = []
-    for name, reason, applies, draw in KINDS:
-        tried = [s for s in sweeps if applies(s)]
-        if not tried:
-            skipped.append((name, reason))
-        for s in tried:
-            try:
-                with styled():
-                    figures.append(draw(s))
-            except DashboardError as exc:
-                skipped.append((name, f"sweep {s.label}: {exc}"))
-            except Exception as exc:  # noqa: BLE001 - one odd figure must not cost the others; MM1_DEBUG=1 raises
-                if os.environ.get("MM1_DEBUG"):
-                    raise
-                message = str(exc).splitlines()[0] if str(exc) else ""
-                skipped.append((name, f"sweep {s.label}: drawing failed: {type(exc).__name__}: {message}"))
+    for kind in KINDS:
+        _draw_kind(kind, sweeps, figures, skipped)
     index = write_index(out, experiment, figures, skipped, store.uri)
     _log(store, experiment, figures, index)
     return Report(figures, skipped, index)
+
+
+def _draw_kind(kind: Kind, sweeps: list[Sweep], figures: list[Figure], skipped: list[tuple[str, str]]) -> None:
+    """Draws ``kind`` for every sweep of its stage whose axes it applies to, appending to ``figures``/``skipped``."""
+    tried = [s for s in sweeps if (kind.stages is None or s.stage in kind.stages) and kind.applies(s)]
+    other = [s for s in sweeps if kind.stages == (PRETRAIN,) and s.stage != PRETRAIN and _would_apply(kind.applies, s)]
+    skipped += [(kind.name, f"sweep {s.label}: {_not_pretraining(s)}") for s in other]
+    if not tried and not other:
+        skipped.append((kind.name, kind.reason))
+    for s in tried:
+        try:
+            with styled():
+                figures.append(kind.draw(s))
+        except DashboardError as exc:
+            skipped.append((kind.name, f"sweep {s.label}: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - one odd figure must not cost the others; MM1_DEBUG=1 raises
+            if os.environ.get("MM1_DEBUG"):
+                raise
+            message = str(exc).splitlines()[0] if str(exc) else ""
+            skipped.append((kind.name, f"sweep {s.label}: drawing failed: {type(exc).__name__}: {message}"))
 
 
 def _log(store: Any, experiment: str, figures: list[Figure], index: Path) -> None:
@@ -120,8 +147,51 @@ def _log(store: Any, experiment: str, figures: list[Figure], index: Path) -> Non
         store.log_outputs([run_id], [*paths, index], artifact_path="dashboards")
 
 
-def _prepare(tag: str, group: pd.DataFrame, experiment: str, out: Path, store: Any) -> Sweep:
+def _by_stage(tag: str, group: pd.DataFrame, experiment: str, out: Path, store: Any) -> list[Sweep]:
+    """One ``Sweep`` per training stage among the sweep's runs (usually one)."""
+    parts = list(group.groupby(stages(group), sort=True))
+    return [_prepare(tag, part, experiment, out, store, stage, len(parts) > 1) for stage, part in parts]
+
+
+def _would_apply(applies: Callable[[Sweep], bool], s: Sweep) -> bool:
+    """Whether a pre-training figure's axis rule matches a sweep of another stage, its inherited params included."""
+    try:
+        return bool(applies(replace(s, varied=varied_params(s.raw))))
+    except Exception:  # noqa: BLE001 - only decides what the skip note says
+        return False
+
+
+def _not_pretraining(s: Sweep) -> str:
+    if s.sft:
+        return (
+            "an SFT sweep (train.stage = sft): its runs log eval/sft/*, not the pre-training k-shot metrics this "
+            "figure plots (see sft-lesson, sft-steps)"
+        )
+    return f"a {s.stage} sweep (train.stage = {s.stage}): this figure is drawn from pre-training runs only"
+
+
+def _lineage_axes(raw: pd.DataFrame, varied: list[str]) -> list[str]:
+    """An SFT sweep's axes: its varied params less those that follow from its lineage params (``init.*``), such
+    as ``model.connector.type`` inherited from the source or ``train.init_from.step`` resolved into ``init.step``:
+    the same axis twice, kept once as ``init.*``."""
+    lineage = [p for p in varied if p.startswith(INIT)]
+    if not lineage:
+        return varied
+    key = raw[lineage].astype(str).agg("\x1f".join, axis=1)
+    kept = []
+    for param in varied:
+        values = raw[param].astype(str)
+        if param in lineage or values.groupby(key).nunique().max() > 1:
+            kept.append(param)
+    return kept
+
+
+def _prepare(
+    tag: str, group: pd.DataFrame, experiment: str, out: Path, store: Any, stage: str = PRETRAIN, split: bool = False
+) -> Sweep:
     raw = group.dropna(axis=1, how="all").reset_index(drop=True)
+    if STAGE in raw:  # runs logged before train.stage existed count as pretrain: not an axis
+        raw[STAGE] = stage
     frame = raw.copy()
     if ENCODER_RES in frame:
         mode = frame[MODE] if MODE in frame else pd.Series("none", index=frame.index)
@@ -136,8 +206,11 @@ def _prepare(tag: str, group: pd.DataFrame, experiment: str, out: Path, store: A
         frame[IMAGE_SHARE] = (image / (image + frame[MIXTURE[2]])).round(6)
         frame[IMAGE_TEXT] = frame[IMAGE_SHARE].map(image_text_label)
     shots = sorted((c for c in frame.columns if shot_k(c) is not None), key=shot_k)
-    label = tag or experiment
-    return Sweep(tag, label, raw, frame, varied_params(raw), out, store, shots)
+    label = (tag or experiment) + (f"-{stage}" if split and stage != PRETRAIN else "")
+    varied = varied_params(raw)
+    if stage != PRETRAIN:
+        varied = _lineage_axes(raw, varied)
+    return Sweep(tag, label, raw, frame, varied, out, store, shots, stage=stage)
 
 
 def _lr_applies(s: Sweep) -> bool:
@@ -145,50 +218,73 @@ def _lr_applies(s: Sweep) -> bool:
     return "train.lr" in s.varied and size
 
 
-# name, reason when no sweep has the axis, does it apply to a sweep, draw
-KINDS: list[tuple[str, str, Callable[[Sweep], bool], Callable[[Sweep], Figure]]] = [
-    (
+class Kind(NamedTuple):
+    name: str
+    reason: str  # why it was not drawn when no sweep has its axis
+    applies: Callable[[Sweep], bool]
+    draw: Callable[[Sweep], Figure]
+    stages: tuple[str, ...] | None = (PRETRAIN,)  # the train.stage of the sweeps it is drawn for (None: any)
+
+
+SFT_ONLY = (SFT,)
+KINDS: list[Kind] = [
+    Kind(
         "encoders",
         f"no sweep varies {ENCODER}, or {ENCODER_RES} without {CONNECTOR}",
         lambda s: ENCODER in s.varied or (ENCODER_RES in s.varied and CONNECTOR not in s.varied),
         draw_encoders,
     ),
-    ("connectors", f"no sweep varies {CONNECTOR}", lambda s: CONNECTOR in s.varied, draw_connectors),
-    (
+    Kind("connectors", f"no sweep varies {CONNECTOR}", lambda s: CONNECTOR in s.varied, draw_connectors),
+    Kind(
         "data-mixture",
         "no sweep varies the caption/interleaved ratio (data.mixture.caption : data.mixture.interleaved)",
         lambda s: s.nunique(CAPTION_SHARE) > 1,
         draw_data_mixture,
     ),
-    (
+    Kind(
         "data-text-only",
         "no sweep has runs both with and without text-only data (data.mixture.text = 0 and > 0)",
         lambda s: MIXTURE[2] in s.frame and (s.frame[MIXTURE[2]] == 0).any() and (s.frame[MIXTURE[2]] > 0).any(),
         draw_text_only,
     ),
-    (
+    Kind(
         "data-image-text-ratio",
         "no sweep varies the image:text ratio ((caption + interleaved) : data.mixture.text) over 3+ values",
         lambda s: s.nunique(IMAGE_SHARE) >= 3,
         draw_image_text_ratio,
     ),
-    (
+    Kind(
         "data-synthetic",
         "no sweep varies data.synthetic_captions",
         lambda s: "data.synthetic_captions" in s.varied,
         draw_synthetic,
     ),
-    (
+    Kind(
         "lr-scaling",
         "no sweep varies both train.lr and the decoder size (model.decoder.name)",
         _lr_applies,
         draw_lr_scaling,
     ),
-    (
+    Kind(
         "resolution",
         "no sweep varies the image resolution (model.encoder.resolution or model.highres.resolution)",
         lambda s: s.nunique(RESOLUTION) > 1,
         draw_resolution,
     ),
-    ("learning-curves", f"no run logged {LOSS}", lambda s: LOSS in s.frame, draw_learning_curves),
+    Kind("learning-curves", f"no run logged {LOSS}", lambda s: LOSS in s.frame, draw_learning_curves, None),
+    Kind(
+        "sft-lesson",
+        "no SFT sweep (runs with train.stage = sft) varies a pre-training choice (an init.* param other than "
+        "init.step)",
+        lambda s: bool(lesson_axes(s)),
+        draw_sft_lesson,
+        SFT_ONLY,
+    ),
+    Kind(
+        "sft-steps",
+        f"no SFT sweep (runs with train.stage = sft) varies {INIT_STEP} (the pre-training step of its checkpoints)",
+        lambda s: s.nunique(INIT_STEP) > 1,
+        draw_sft_steps,
+        SFT_ONLY,
+    ),
 ]

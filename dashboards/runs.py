@@ -1,28 +1,43 @@
 """Trial runs read back from MLflow as one pandas table: the input of every dashboard.
 
-One row per trial run. Columns: ``run_id``, ``run_name``, ``sweep``, ``trial_key``, ``status``, ``start_time``;
+One row per trial run. Columns: ``run_id``, ``run_name``, ``sweep``, ``trial_key``, ``status``, ``start_time``,
+``init_from_run`` (tag ``mm1.init_from_run``: the run whose checkpoint an SFT trial started from, else None);
 then every param under its dotted path (``model.connector.type``, ``train.lr``), typed back from MLflow's
 strings (numbers, booleans, JSON lists stay text); then every metric's last value under its name
 (``eval/avg/4shot``, ``train/loss``). Params use dots and metrics slashes, so the two never collide.
+
+Two training stages share this layout (MM1 Sec. 5): pre-training runs (``train.stage`` = ``pretrain``, or no such
+param for runs logged before SFT existed) log ``eval/<task>/<k>shot`` and ``eval/avg/<k>shot``; SFT runs
+(``train.stage`` = ``sft``) log ``eval/sft/<task>`` and ``eval/sft/avg`` and carry their lineage as params
+``init.<path>`` (the source pre-training run's values of what its sweep varied) and ``init.step``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from dashboards import DashboardError
-from orchestrator.tracking import ROLE, SWEEP, TRIAL_KEY, search_all_runs, sqlite_path, store_exists
+from orchestrator.tracking import INIT_FROM_RUN, ROLE, SWEEP, TRIAL_KEY, search_all_runs, sqlite_path, store_exists
 
-RUN_COLUMNS = ("run_id", "run_name", "sweep", "trial_key", "status", "start_time")
+RUN_COLUMNS = ("run_id", "run_name", "sweep", "trial_key", "status", "start_time", "init_from_run")
 SEED = "train.seed"
+# Seeds are never an axis: a run's own, and (SFT) the seed of the pre-training run it started from.
+SEEDS = (SEED, "init.train.seed")
+# Params naming one run's source (an id, a file): unique per run, so never an axis either.
+LINEAGE_IDS = ("train.init_from.run", "train.init_from.path")
+STAGE, SFT = "train.stage", "sft"
+SFT_AVG = "eval/sft/avg"
+_SFT_METRIC = re.compile(r"^eval/sft/([^/]+)$")
 # Params that follow from the others (parameter counts): never an "axis" of their own.
 DERIVED_SUFFIXES = (".params", "_params")
 
@@ -81,6 +96,17 @@ class Store:
             for path in files:
                 self.client.log_artifact(run_id, str(path), artifact_path)
 
+    def runs(self, run_ids: Iterable[str]) -> pd.DataFrame:
+        """The runs with these ids, in whichever experiment they live (``runs_frame``'s table; ids not found are
+        left out, so the table may be empty)."""
+        found = []
+        for run_id in dict.fromkeys(i for i in run_ids if isinstance(i, str) and i):
+            try:
+                found.append(self.client.get_run(run_id))
+            except MlflowException:  # deleted for good, or from another store
+                continue
+        return runs_frame(found) if found else pd.DataFrame(columns=list(RUN_COLUMNS))
+
     def _search(self, experiment_id: str, query: str) -> list[Run]:
         return search_all_runs(self.client, experiment_id, query)
 
@@ -97,6 +123,7 @@ def runs_frame(runs: Sequence[Run]) -> pd.DataFrame:
             "trial_key": tags.get(TRIAL_KEY, ""),
             "status": run.info.status,
             "start_time": run.info.start_time,
+            "init_from_run": tags.get(INIT_FROM_RUN),
         }
         row.update({name: parse_param(value) for name, value in run.data.params.items()})
         row.update(run.data.metrics)
@@ -131,15 +158,30 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def varied_params(frame: pd.DataFrame) -> list[str]:
-    """The params that take more than one value across the rows, sorted: the axes these runs sweep (seed and
-    parameter counts excluded)."""
+    """The params that take more than one value across the rows, sorted: the axes these runs sweep (seeds,
+    parameter counts and the ids of the runs SFT trials started from excluded)."""
     varied = []
     for column in param_columns(frame):
-        if column == SEED or column.endswith(DERIVED_SUFFIXES):
+        if column in SEEDS or column in LINEAGE_IDS or column.endswith(DERIVED_SUFFIXES):
             continue
         if frame[column].map(_hashable).nunique(dropna=False) > 1:
             varied.append(column)
     return sorted(varied)
+
+
+def stages(frame: pd.DataFrame) -> pd.Series:
+    """Each row's training stage: ``train.stage``, where missing (runs logged before SFT existed) ``pretrain``."""
+    if STAGE not in frame:
+        return pd.Series("pretrain", index=frame.index, dtype=object)
+    return frame[STAGE].where(frame[STAGE].notna(), "pretrain")
+
+
+def sft_metrics(columns: Iterable[str]) -> list[str]:
+    """The SFT scores among ``columns``: ``eval/sft/avg`` first, then ``eval/sft/<task>`` by name (the SFT loss,
+    ``eval/sft/loss``, is not a score and left out)."""
+    columns = list(columns)
+    tasks = sorted(c for c in columns if _SFT_METRIC.match(c) and c not in (SFT_AVG, "eval/sft/loss"))
+    return ([SFT_AVG] if SFT_AVG in columns else []) + tasks
 
 
 def latest_per_trial(frame: pd.DataFrame) -> pd.DataFrame:

@@ -391,7 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--sweep", default=None, help="only this sweep's trials (default: the whole experiment)")
     _tracking_option(compare)
     compare.add_argument("--by", required=True, help="dotted param path(s), comma-separated")
-    compare.add_argument("--metric", nargs="+", default=None, help="metrics to show (default: eval/avg/*, textcore)")
+    compare.add_argument(
+        "--metric",
+        nargs="+",
+        default=None,
+        help="metrics to show (default: eval/avg/*, textcore; for SFT runs eval/sft/avg, eval/sft/<task>)",
+    )
     compare.add_argument("--csv", default=None, help="also write the table to this CSV file")
     compare.set_defaults(func=cmd_compare)
 

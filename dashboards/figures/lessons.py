@@ -28,7 +28,7 @@ from dashboards.figures.style import (
     series_colour,
     value_label,
 )
-from dashboards.runs import SEED, seed_average
+from dashboards.runs import SEEDS, SFT, seed_average
 
 MIXTURE = ("data.mixture.caption", "data.mixture.interleaved", "data.mixture.text")
 CAPTION_SHARE, CAP_INT = "caption share of image data", "cap/int"
@@ -68,6 +68,11 @@ class Sweep:
     shots: list[str] = field(default_factory=list)
     lr_metric: str | None = None  # Fig. 6's selection metric (default: the largest-k shot average, as MM1)
     lr_mode: str = "max"
+    stage: str = "pretrain"  # train.stage of its runs: pre-training figures are drawn from pretrain sweeps only
+
+    @property
+    def sft(self) -> bool:
+        return self.stage == SFT
 
     @property
     def metrics(self) -> list[str]:  # Fig. 5's four: TextCore, then k-shot averages
@@ -108,7 +113,9 @@ def _combos(table: pd.DataFrame, params: Sequence[str], sep: str = " · ") -> li
 
 
 def _seeds(frame: pd.DataFrame) -> int:
-    return int(frame[SEED].nunique()) if SEED in frame else 1
+    """Distinct seeds; for SFT runs, distinct (own seed, source run's seed) pairs."""
+    columns = [c for c in SEEDS if c in frame]
+    return len(frame[columns].dropna(how="all").drop_duplicates()) if columns else 1
 
 
 AVERAGED = "each {unit} averages {per} run(s) (mean, error bar = std across seeds, none where n = 1)."
@@ -142,7 +149,7 @@ def _finish(
 
 def _held(s: Sweep) -> str:
     keys = ["model.encoder.name", "model.decoder.name", CONNECTOR, "model.connector.num_tokens", ENCODER_RES, MODE]
-    keys += ["train.max_steps", "train.lr"]
+    keys += ["train.max_steps", "train.lr", "train.init_from.sweep", "init.step"]
     constant = [k for k in keys if k in s.raw and k not in s.varied and s.raw[k].nunique() == 1]
     return ", ".join(value_label(k, s.raw[k].iloc[0]) if k != "train.max_steps" else
                      f"{s.raw[k].iloc[0]} steps" for k in constant)  # fmt: skip

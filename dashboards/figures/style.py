@@ -51,6 +51,8 @@ HIGHRES_LABELS = {"none": "native (no high-res)", "interpolate": "interpolated p
 
 SHOT = re.compile(r"^eval/avg/(\d+)shot$")
 TEXTCORE = "eval/textcore"
+SFT_PREFIX, SFT_COLOUR = "eval/sft/", "#D55E00"  # after-SFT scores: vermillion, apart from every k-shot colour
+INIT = "init."  # lineage params of an SFT run: its source pre-training run's values
 
 SHORT_NAMES = {
     "model.connector.type": "connector",
@@ -65,6 +67,8 @@ SHORT_NAMES = {
     "data.mixture.interleaved": "interleaved",
     "data.mixture.text": "text-only",
     "data.synthetic_captions": "synthetic captions",
+    "init.step": "pre-training step",
+    "train.init_from.sweep": "from sweep",
 }
 # Params whose value reads on its own (a name), and params shown with a unit.
 BARE = {"model.connector.type", "model.encoder.name", "model.decoder.name"}
@@ -76,6 +80,7 @@ UNIT_FORMATS = {
     "train.lr": "lr {}",
     "cap/int": "caption/interleaved {}",
     "image:text": "image:text {}",
+    "init.step": "PT step {}",
 }
 
 
@@ -111,12 +116,16 @@ def metric_label(metric: str) -> str:
         return f"{k}-shot"
     if metric == TEXTCORE:
         return "TextCore"
+    if metric.startswith(SFT_PREFIX):
+        return f"SFT {metric.removeprefix(SFT_PREFIX)}"
     return metric
 
 
 def metric_colour(metric: str, order: Sequence[str] = ()) -> str:
     if metric == TEXTCORE:
         return TEXTCORE_COLOUR
+    if metric == SFT_PREFIX + "avg":
+        return SFT_COLOUR
     k = shot_k(metric)
     if k in SHOT_COLOURS:
         return SHOT_COLOURS[k]
@@ -151,7 +160,10 @@ def fmt_number(value: Any) -> str:
 
 
 def value_label(param: str, value: Any) -> str:
-    """``16 tok``, ``64 px``, ``avg-pool``, ``lr 0.002``, ``synthetic captions on``, else ``name=value``."""
+    """``16 tok``, ``64 px``, ``avg-pool``, ``lr 0.002``, ``synthetic captions on``, else ``name=value``. A lineage
+    param (``init.model.connector.type``) reads as the source's own (``c-abstractor``)."""
+    if param.startswith(INIT) and param not in UNIT_FORMATS and param not in SHORT_NAMES:
+        return value_label(param.removeprefix(INIT), value)
     if param == "data.synthetic_captions":
         return f"synthetic captions {'on' if value else 'off'}"
     if param == "model.highres.mode":
@@ -166,6 +178,8 @@ def value_label(param: str, value: Any) -> str:
 
 
 def short_name(param: str) -> str:
+    if param.startswith(INIT) and param not in SHORT_NAMES:
+        return f"source {short_name(param.removeprefix(INIT))}"
     return SHORT_NAMES.get(param, param.rsplit(".", 1)[-1])
 
 

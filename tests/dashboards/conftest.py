@@ -17,13 +17,15 @@ class FakeStore:
     """``add_sweep`` writes a parent run and one nested trial run per entry of ``trials``.
 
     A trial is a dict: ``params`` (dotted path -> value), ``metrics`` (name -> final value), optional
-    ``history`` (name -> [(step, value), ...]), ``status`` (default FINISHED), ``name`` (run name).
+    ``history`` (name -> [(step, value), ...]), ``status`` (default FINISHED), ``name`` (run name), ``tags``
+    (extra run tags, e.g. ``mm1.init_from_run``). ``trial_runs[sweep]`` lists the trial run ids in order.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.uri = f"sqlite:///{root / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=self.uri)
+        self.trial_runs: dict[str, list[str]] = {}
 
     def experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -41,9 +43,11 @@ class FakeStore:
                 "mm1.role": "trial",
                 "mm1.sweep": sweep,
                 "mm1.trial_key": trial.get("key", f"{sweep}-{index:04d}"),
+                **trial.get("tags", {}),
             }
             run = self.client.create_run(experiment_id, run_name=trial.get("name", f"trial-{index}"), tags=tags)
             run_id = run.info.run_id
+            self.trial_runs.setdefault(sweep, []).append(run_id)
             now = int(time.time() * 1000)
             params = [Param(k, str(v)) for k, v in trial.get("params", {}).items()]
             metrics = [Metric(k, float(v), now, 0) for k, v in trial.get("metrics", {}).items()]

@@ -130,6 +130,7 @@ ALL_KINDS = {
     "encoders", "connectors", "data-mixture", "data-text-only", "data-image-text-ratio", "data-synthetic",
     "lr-scaling", "resolution", "learning-curves",
 }  # fmt: skip
+SFT_KINDS = {"sft-lesson", "sft-steps"}  # drawn from SFT sweeps only (tests/dashboards/test_sft.py)
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +286,7 @@ def test_a_sweep_that_only_varies_lr_skips_the_lesson_figures(lessons, tmp_path:
     assert_valid_files(curves)
     assert set(curves.table["series"]) == {"lr 0.001", "lr 0.003"}
     reasons = dict(report.skipped)
-    assert set(reasons) == ALL_KINDS - {"learning-curves"}
+    assert set(reasons) == (ALL_KINDS | SFT_KINDS) - {"learning-curves"}
     assert reasons["connectors"] == "no sweep varies model.connector.type"
     assert "model.encoder.name" in reasons["encoders"]
     assert "data.synthetic_captions" in reasons["data-synthetic"]
