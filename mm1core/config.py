@@ -368,7 +368,7 @@ class SFTDataConfig(StrictModel):
             if self.images is not None:
                 raise ValueError("images: only used with a conversations JSON source")
             return self
-        from mm1core.data.sft import sft_source_problem
+        from mm1core.data.llava import sft_source_problem
 
         problem = sft_source_problem(self.source, self.images)
         if problem:
