@@ -22,7 +22,8 @@ on its own, so the mask is exact for any tokenizer (world, bytes, Hugging Face).
 Sources (``data.sft.source``): ``synthetic``, the world's instruction items (``world.instruction_item``: short
 questions, conversations of 2-4 turns, detailed descriptions, mixed by ``data.sft.mix``), or a LLaVA-style JSON
 list (``LlavaConversations``). ``SFTData`` is the training loader, like ``datamodule.PretrainingData``: exactly
-``max_steps * batch_size`` rows in an order fixed by ``data.seed``, sharded over data-parallel ranks, resumable.
+``max_steps * batch_size`` rows in an order fixed by ``data.seed`` and ``train.seed``, sharded over data-parallel
+ranks, resumable.
 """
 
 from __future__ import annotations
@@ -204,12 +205,19 @@ def heldout_conversations(cfg: TrialConfig) -> list[Conversation]:
 
 
 # ----------------------------------------------------------------------------------------------- the loader
-class ConversationOrder:
-    """Which conversation row ``row`` trains on: row ``j`` itself for the unbounded world; for a file, its
-    training entries cycled in epochs, each epoch a permutation seeded by ``(seed, epoch)``."""
+WORLD_ROWS_PER_SEED = 10**9  # the world's conversations a train.seed owns: seeds never share one
 
-    def __init__(self, seed: int, indices: Sequence[int] | None) -> None:
-        self.seed, self.indices = seed, None if indices is None else list(indices)
+
+class ConversationOrder:
+    """Which conversation row ``row`` trains on: for the unbounded world, conversation ``shuffle * 10^9 + row``
+    (each ``shuffle`` seed its own conversations); for a file, its training entries cycled in epochs, each epoch
+    a permutation seeded by ``(seed, shuffle, epoch)``.
+
+    ``shuffle`` is the trial's ``train.seed``: a trial fine-tuned from a checkpoint starts from fixed weights, so
+    without it every seed of an SFT sweep would repeat the same run exactly."""
+
+    def __init__(self, seed: int, indices: Sequence[int] | None, shuffle: int = 0) -> None:
+        self.seed, self.shuffle, self.indices = seed, shuffle, None if indices is None else list(indices)
         if self.indices is not None and not self.indices:
             raise ValueError("no conversation to train on")
 
@@ -217,11 +225,12 @@ class ConversationOrder:
 
     def __call__(self, row: int) -> int:
         if self.indices is None:
-            return row
+            return self.shuffle * WORLD_ROWS_PER_SEED + row
         epoch, position = divmod(row, len(self.indices))
         if epoch != self.epoch:
             self.epoch = epoch
-            self.permutation = np.random.default_rng([self.seed, int(Split.SFT), epoch]).permutation(len(self.indices))
+            rng = np.random.default_rng([self.seed, self.shuffle, int(Split.SFT), epoch])
+            self.permutation = rng.permutation(len(self.indices))
         return self.indices[int(self.permutation[position])]
 
 
@@ -288,8 +297,8 @@ class ConversationDataset(Dataset[Sample]):
 
 class SFTData(lightning.LightningDataModule):
     """The training loader of an SFT trial (``train.stage: sft``): ``max_steps`` batches of ``batch_size``
-    conversations, in an order fixed by ``data.seed`` alone; ``state_dict`` is the row after the last trained
-    step, so a resumed trial continues with the next conversation."""
+    conversations, in an order fixed by ``data.seed`` and ``train.seed`` (``ConversationOrder``); ``state_dict``
+    is the row after the last trained step, so a resumed trial continues with the next conversation."""
 
     def __init__(self, cfg: TrialConfig, tokenizer: TextTokenizer) -> None:
         super().__init__()
@@ -298,7 +307,7 @@ class SFTData(lightning.LightningDataModule):
         indices = None if isinstance(self.source, WorldConversations) else self.source.split(cfg.data.seed)[0]
         self.dataset = ConversationDataset(
             self.source,
-            ConversationOrder(cfg.data.seed, indices),
+            ConversationOrder(cfg.data.seed, indices, shuffle=cfg.train.seed),
             tokenizer,
             num_image_tokens=cfg.model.tokens_per_image,
             resolution=cfg.model.image_resolution,
