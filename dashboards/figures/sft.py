@@ -36,6 +36,8 @@ from dashboards.figures.style import (
 )
 from dashboards.runs import SFT_AVG, seed_average, sft_metrics
 
+SFT_LOSS = "eval/sft/loss"
+
 INIT_STEP = "init.step"
 SOURCE = "source run"  # the run id an SFT run started from
 PRETRAIN = "pre-training {metric}"  # the table column holding the source runs' score
@@ -173,9 +175,11 @@ def draw_sft_lesson(s: Sweep) -> Figure:
 
 
 def draw_sft_steps(s: Sweep) -> Figure:
-    """Fig. 7c: each SFT score (panel: the average, then per task) against the pre-training step of the
-    checkpoint; a line per combination of the other varied params."""
-    metrics = _sft_scores(s)
+    """Fig. 7c: each SFT score (panel: the average, the held-out SFT loss, then per task) against the pre-training
+    step of the checkpoint; a line per combination of the other varied params."""
+    scores = _sft_scores(s)
+    # The held-out SFT loss too (a panel after the average): at toy scale it moves where the scores are noisy.
+    metrics = [scores[0], *([SFT_LOSS] if SFT_LOSS in s.frame.columns else []), *scores[1:]]
     ctx = s.context([INIT_STEP])
     frame = s.frame.assign(**{INIT_STEP: pd.to_numeric(s.frame[INIT_STEP], errors="coerce")})
     table = seed_average(frame[frame[INIT_STEP].notna()], [*ctx, INIT_STEP], metrics)
@@ -198,7 +202,9 @@ def draw_sft_steps(s: Sweep) -> Figure:
             )  # fmt: skip
         ax.set_xticks(steps, [f"{int(v)}" if float(v).is_integer() else f"{v:g}" for v in steps])
         ax.set_xlabel("pre-training step of the checkpoint")
-        ax.set_ylabel("SFT score (%)" if ax is axes[0] else "")
+        ax.set_ylabel(
+            "SFT score (%)" if ax is axes[0] else "held-out loss (lower is better)" if metric == SFT_LOSS else ""
+        )
         ax.set_title(metric_label(metric))
     if ctx:
         handles, labels = axes[0].get_legend_handles_labels()

@@ -168,6 +168,7 @@ def test_fig_7c_sft_score_by_pretraining_step(reports):
         assert row["eval/sft/avg"] == pytest.approx(statistics.mean(runs)) and row["eval/sft/avg n"] == 2
         caption = [sft_score(connector, "caption", step, s, 0) for s in PT_SEEDS]
         assert row["eval/sft/caption"] == pytest.approx(statistics.mean(caption))
+        assert row["eval/sft/loss"] == pytest.approx(1.0)  # the held-out SFT loss has a panel of its own
     assert figure.files[0].name == "sft-steps-sft-steps.png" and figure.files[0].stat().st_size > 10_000
     # the connector lesson per pre-training step: a source's score at the step its checkpoint was taken
     (lesson,) = [f for f in report.figures if f.name == "sft-lesson"]
