@@ -18,10 +18,16 @@ venv: $(STAMP)
 quickstart: $(STAMP)
 	$(BIN)/mm1 sweep run sweeps/quickstart.yaml
 
+# The tests that start no Ray run on two processes (pytest-xdist); tests/orchestrator (Ray, MLflow, the CLI end to
+# end) runs alone after them. Both parts always run; the command fails if either fails or collects nothing.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	@a=0; b=0; \
+	$(BIN)/python -m pytest -n 2 --ignore=tests/orchestrator tests || a=$$?; \
+	$(BIN)/python -m pytest tests/orchestrator || b=$$?; \
+	if [ $$a -eq 5 ] || [ $$b -eq 5 ]; then echo "pytest collected no tests" >&2; exit 5; fi; \
+	exit $$(( a > b ? a : b ))
 
 clean:
 	rm -rf $(VENV) .mm1 mlflow.db mlartifacts

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mm1core.checkpoint import read_trial_checkpoint
-from tests.conftest import run_mm1, run_sweep_trials
+from tests.conftest import run_sweep_trials
 
 pytestmark = pytest.mark.slow
 
@@ -93,13 +93,9 @@ def test_the_sft_trial_trained_on_from_the_source_weights(stages) -> None:  # no
         assert after["config"]["train"]["init_from"]["run"] == run.data.tags["mm1.init_from_run"]
 
 
-def test_compare_and_plots_put_pretraining_choices_against_sft_results(stages) -> None:  # noqa: ANN001
+def test_the_sweeps_figures_put_pretraining_choices_against_sft_results(stages) -> None:  # noqa: ANN001
+    # (mm1 compare --by init.model.connector.type through the CLI: tests/dashboards/test_sft.py)
     workdir, _, _ = stages
-    compare = run_mm1(
-        "compare", "--experiment", "stages", "--sweep", "sft", "--by", "init.model.connector.type", cwd=workdir
-    )
-    assert compare.returncode == 0, compare.stderr
-    assert "avg-pool" in compare.stdout and "attn-pool" in compare.stdout and "eval/sft/avg" in compare.stdout
     report = workdir / ".mm1" / "reports" / "sft"  # what `mm1 sweep run` drew at its end, as `mm1 plots` does
     assert (report / "sft-lesson-sft.png").is_file(), sorted(p.name for p in report.iterdir())
     assert "sft-lesson" in (report / "index.html").read_text()
