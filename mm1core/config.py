@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import hashlib
 import json
 import math
@@ -525,11 +526,6 @@ class InitFrom(StrictModel):
                 raise ValueError(f"path: {problem}")
         return self
 
-    @property
-    def resolved(self) -> bool:
-        """True once the trial knows the file it starts from."""
-        return self.path is not None
-
 
 class TrainConfig(StrictModel):
     # pretrain: the data mixture of data.source; sft: instruction conversations of data.sft, loss on answers only
@@ -707,6 +703,13 @@ HASHED_WHEN_SET = (
 )
 
 
+@functools.cache
+def _default_tree() -> dict[str, Any]:
+    """The default trial config as JSON (what ``HASHED_WHEN_SET`` fields are compared with); callers never mutate
+    it."""
+    return TrialConfig().model_dump(mode="json")
+
+
 def _walk(tree: dict[str, Any], path: str) -> dict[str, Any]:
     """The mapping holding ``path``'s last key."""
     for key in path.split(".")[:-1]:
@@ -748,7 +751,7 @@ class TrialConfig(StrictModel):
         tree = self.resolved().model_dump(mode="json")
         for section, name in UNHASHED:
             tree[section].pop(name)
-        defaults = TrialConfig().model_dump(mode="json")
+        defaults = _default_tree()
         for path in HASHED_WHEN_SET:
             parent, name = _walk(tree, path), path.rsplit(".", 1)[-1]
             if parent.get(name) == _walk(defaults, path).get(name):

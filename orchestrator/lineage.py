@@ -80,7 +80,7 @@ class MlflowSources:
 
     def _finished_runs(self, sweep: str, experiment: str) -> list[Any]:
         """The sweep's FINISHED trial runs, one per trial (its newest), oldest trial first."""
-        from orchestrator.tracking import ROLE, SWEEP, TRIAL_KEY, Tracker, store_exists
+        from orchestrator.tracking import TRIAL_KEY, Tracker, store_exists
 
         if not store_exists(self.uri):
             hint = "run that sweep first, or pass --tracking-uri"
@@ -90,11 +90,8 @@ class MlflowSources:
         experiment_id = self._tracker.experiment_id(experiment, create=False)
         if experiment_id is None:
             raise SpecError(f"{WHERE}: experiment {experiment!r} not found in {self.uri} (set init_from.experiment?)")
-        query = f"tags.`{ROLE}` = 'trial' AND tags.`{SWEEP}` = '{sweep.replace(chr(39), chr(92) + chr(39))}'"
-        from orchestrator.tracking import search_all_runs
-
         newest: dict[str, Any] = {}
-        for run in search_all_runs(self._tracker.client, experiment_id, query):  # newest first
+        for run in self._tracker.trial_runs(experiment_id, sweep):  # newest first
             if run.info.status == "FINISHED":
                 newest.setdefault(run.data.tags.get(TRIAL_KEY, run.info.run_id), run)
         if not newest:
