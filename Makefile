@@ -18,14 +18,14 @@ venv: $(STAMP)
 quickstart: $(STAMP)
 	$(BIN)/mm1 sweep run sweeps/quickstart.yaml
 
-# The tests that start no Ray run on two processes (pytest-xdist); tests/orchestrator (Ray, MLflow, the CLI end to
-# end) runs alone after them. Both parts always run; the command fails if either fails or collects nothing.
+# The tests that start no Ray run on two processes (pytest-xdist); the slow tests of tests/orchestrator (Ray, MLflow,
+# the CLI end to end; marked serial by tests/conftest.py) run alone after them. Both parts always run; the command fails if either fails or collects nothing.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@a=0; b=0; \
-	$(BIN)/python -m pytest -n 2 --ignore=tests/orchestrator tests || a=$$?; \
-	$(BIN)/python -m pytest tests/orchestrator || b=$$?; \
+	$(BIN)/python -m pytest -n 2 -m 'not serial' tests || a=$$?; \
+	$(BIN)/python -m pytest -m serial tests || b=$$?; \
 	if [ $$a -eq 5 ] || [ $$b -eq 5 ]; then echo "pytest collected no tests" >&2; exit 5; fi; \
 	exit $$(( a > b ? a : b ))
 

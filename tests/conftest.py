@@ -10,6 +10,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+ORCHESTRATOR = Path(__file__).resolve().parent / "orchestrator"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests of tests/orchestrator start local Ray clusters that each want both cores: ``serial`` marks
+    them so ``make test`` runs them one at a time, after everything else has run on two processes."""
+    for item in items:
+        if item.get_closest_marker("slow") and ORCHESTRATOR in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.serial)
+
 
 def run_mm1(
     *args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
