@@ -5,6 +5,8 @@ Figures are drawn per sweep: a sweep's runs define what is held constant. For ea
 lines of their own (never silently pooled). Seeds are averaged (mean, error bar = std across seeds, none for a
 single run). Every figure is written as ``<figure>-<sweep>.png/.svg`` plus its data table ``<figure>-<sweep>.csv``,
 listed in ``index.html`` and logged to the parent run of the sweep(s) it used (artifact path ``dashboards``).
+``index.html`` opens with the lesson verdicts of ``dashboards.verdicts``, computed from the same ``Sweep`` objects
+(``prepare_sweeps``).
 
 Axis rules (a figure not drawn for any sweep is reported once in ``Report.skipped``, naming the axis):
 
@@ -41,9 +43,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -79,9 +81,12 @@ from dashboards.figures.sft import INIT_STEP, draw_sft_lesson, draw_sft_steps, l
 from dashboards.figures.style import INIT, shot_k, styled
 from dashboards.runs import SFT, STAGE, latest_per_trial, stages, varied_params
 
+if TYPE_CHECKING:
+    from dashboards.verdicts import Verdict
+
 PRETRAIN = "pretrain"
 
-__all__ = ["Figure", "Report", "make_report", "cap_int_label", "image_text_label"]
+__all__ = ["Figure", "Report", "make_report", "prepare_sweeps", "cap_int_label", "image_text_label"]
 
 
 @dataclass
@@ -89,31 +94,57 @@ class Report:
     figures: list[Figure]
     skipped: list[tuple[str, str]]
     index: Path
+    lessons: list[Verdict] = field(default_factory=list)  # the lesson verdicts at the top of index.html
 
 
 # --------------------------------------------------------------------------------------------------- report
 def make_report(
     store: Any, experiment: str, sweep: str | None, out: Path, lr_metric: str | None = None, lr_mode: str = "max"
 ) -> Report:
-    """Draws every figure the runs allow into ``out``, writes ``out/index.html`` and logs both to the sweeps'
-    parent runs. Raises DashboardError when the experiment (or sweep) has no finished trial runs.
-    ``lr_metric``/``lr_mode`` pick Fig. 6's best LR per size (default: the largest-k shot average, highest)."""
+    """Draws every figure the runs allow into ``out``, writes ``out/index.html`` (opening with the lesson verdicts)
+    and logs both to the sweeps' parent runs. Raises DashboardError when the experiment (or sweep) has no finished
+    trial runs. ``lr_metric``/``lr_mode`` pick Fig. 6's best LR per size (default: the largest-k shot average,
+    highest)."""
     from dashboards.report import write_index
 
-    frame = latest_per_trial(store.trials(experiment, sweep))
     out = Path(out)
+    sweeps = prepare_sweeps(store, experiment, sweep, out)
     out.mkdir(parents=True, exist_ok=True)
-    groups = frame.groupby("sweep", sort=True)
-    sweeps = [s for tag, group in groups for s in _by_stage(tag, group, experiment, out, store)]
     for s in sweeps:
         s.lr_metric, s.lr_mode = lr_metric, lr_mode
     figures: list[Figure] = []
     skipped: list[tuple[str, str]] = []
     for kind in KINDS:
         _draw_kind(kind, sweeps, figures, skipped)
-    index = write_index(out, experiment, figures, skipped, store.uri)
+    lessons = _lessons(sweeps, lr_metric, lr_mode, skipped)
+    index = write_index(out, experiment, figures, skipped, store.uri, lessons=lessons)
     _log(store, experiment, figures, index)
-    return Report(figures, skipped, index)
+    return Report(figures, skipped, index, lessons)
+
+
+def prepare_sweeps(store: Any, experiment: str, sweep: str | None = None, out: Path = Path(".")) -> list[Sweep]:
+    """The experiment's finished trial runs (the latest per trial key; one sweep's when ``sweep`` is given) as one
+    ``Sweep`` per sweep tag and training stage, with the derived axes (resolution, caption and image shares) and
+    varied params every figure and lesson verdict reads. ``out`` is where their figures go; nothing is written.
+    Raises DashboardError when there are no such runs."""
+    frame = latest_per_trial(store.trials(experiment, sweep))
+    groups = frame.groupby("sweep", sort=True)
+    return [s for tag, group in groups for s in _by_stage(tag, group, experiment, Path(out), store)]
+
+
+def _lessons(sweeps: list[Sweep], lr_metric: str | None, lr_mode: str, skipped: list[tuple[str, str]]) -> list[Verdict]:
+    """The lesson verdicts for index.html. Fig. 6's law is judged by ``lr_metric``/``lr_mode`` when one was asked
+    for, else by the verdicts' own default (held-out loss). A failure costs the table, never the figures."""
+    from dashboards.verdicts import LR_METRIC, LR_MODE, lesson_verdicts
+
+    try:
+        return lesson_verdicts(sweeps, lr_metric or LR_METRIC, lr_mode if lr_metric else LR_MODE)
+    except Exception as exc:  # noqa: BLE001 - as a figure's failure in _draw_kind; MM1_DEBUG=1 raises
+        if os.environ.get("MM1_DEBUG"):
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        skipped.append(("lessons", f"verdicts failed: {type(exc).__name__}: {message}"))
+        return []
 
 
 def _draw_kind(kind: Kind, sweeps: list[Sweep], figures: list[Figure], skipped: list[tuple[str, str]]) -> None:

@@ -1,8 +1,9 @@
 """``index.html`` of ``mm1 plots``: one self-contained offline page (inline CSS, no scripts, no external URLs).
 
-Per figure: its title, the PNG (linking to the SVG), a caption (sweep, runs, seeds, what is averaged) and the data
-table it plots; then the figures that were skipped and why. Images and files are linked by relative paths, so the
-folder can be moved, zipped or opened from the MLflow artifacts as it is.
+First the lesson verdicts (``dashboards.verdicts``: per lesson of the paper, the sweep, effect with its 95% CI and
+whether the runs reproduce it); then per figure: its title, the PNG (linking to the SVG), a caption (sweep, runs,
+seeds, what is averaged) and the data table it plots; then the figures that were skipped and why. Images and files
+are linked by relative paths, so the folder can be moved, zipped or opened from the MLflow artifacts as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 MAX_ROWS = 40
+LESSON_COLUMNS = ("lesson", "paper", "claim", "verdict", "effect [95% CI]", "sweep", "metric", "runs / seeds", "detail")
 
 CSS = """
 :root { color-scheme: light; }
@@ -46,6 +48,14 @@ table.data { border-collapse: collapse; font-size: 13px; margin: 6px 0; }
 table.data th, table.data td { border-bottom: 1px solid #e3e6ea; padding: 3px 10px; text-align: right;
                                 white-space: nowrap; }
 table.data th { background: #f1f3f5; font-weight: 600; }
+table.lessons th, table.lessons td { text-align: left; white-space: normal; vertical-align: top; }
+table.lessons .nowrap, table.lessons code { white-space: nowrap; word-break: normal; }
+table.lessons td:last-child { min-width: 20em; }
+.verdict { font-weight: 600; white-space: nowrap; }
+.reproduced { color: #1a7f37; }
+.not-reproduced { color: #b42318; }
+.inconclusive { color: #9a6700; }
+.not-run { color: #6b7580; }
 table.data tbody tr:hover { background: #f7f9fb; }
 table.skipped td { text-align: left; white-space: normal; }
 .note { color: #6b7580; font-size: 13px; }
@@ -53,15 +63,22 @@ table.skipped td { text-align: left; white-space: normal; }
 
 
 def write_index(
-    out: Path, experiment: str, figures: Sequence[Any], skipped: Sequence[tuple[str, str]], source_uri: str
+    out: Path,
+    experiment: str,
+    figures: Sequence[Any],
+    skipped: Sequence[tuple[str, str]],
+    source_uri: str,
+    lessons: Sequence[Any] | None = None,
 ) -> Path:
-    """Writes ``out/index.html`` for ``figures`` (``dashboards.plots.Figure``) and ``skipped`` (name, reason)."""
+    """Writes ``out/index.html`` for ``figures`` (``dashboards.plots.Figure``) and ``skipped`` (name, reason),
+    opening with a "Lessons" section when ``lessons`` (``dashboards.verdicts.Verdict``) are given."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     e = html.escape
     ids = [_anchor(f"{f.name}-{'-'.join(sorted(f.sweeps)) or 'all'}-{i}") for i, f in enumerate(figures)]
-    toc = [f'<li><a href="#{a}">{e(f.title)}</a></li>' for a, f in zip(ids, figures, strict=True)]
+    toc = [f'<li><a href="#lessons">Lessons ({_reproduced(lessons)})</a></li>'] if lessons else []
+    toc += [f'<li><a href="#{a}">{e(f.title)}</a></li>' for a, f in zip(ids, figures, strict=True)]
     if skipped:
         toc.append(f'<li><a href="#skipped">Skipped figures ({len(skipped)})</a></li>')
     parts = [
@@ -74,6 +91,7 @@ def write_index(
         f'<p class="meta">Tracking URI <code>{e(source_uri)}</code> &middot; generated {e(now)} &middot; '
         f"{len(figures)} figure(s), {len(skipped)} skipped</p>",
         '<nav aria-label="Contents"><h2>Contents</h2><ol>' + "".join(toc) + "</ol></nav>" if toc else "",
+        _lessons_section(lessons) if lessons else "",
     ]
     parts += [_section(out, anchor, figure) for anchor, figure in zip(ids, figures, strict=True)]
     if not figures:
@@ -89,6 +107,36 @@ def write_index(
     index = out / "index.html"
     index.write_text("\n".join(p for p in parts if p), encoding="utf-8")
     return index
+
+
+def _reproduced(lessons: Sequence[Any]) -> str:
+    return f"{sum(v.verdict == 'reproduced' for v in lessons)} of {len(lessons)} reproduced"
+
+
+def _lessons_section(lessons: Sequence[Any]) -> str:
+    """The verdict table: a row per lesson and sweep, its claim, verdict, effect [95% CI] and how it was measured."""
+    rows = "".join(_lesson_row(v) for v in lessons)
+    head = "".join(f"<th>{name}</th>" for name in LESSON_COLUMNS)
+    return (
+        f'<section id="lessons"><h2>Lessons: {_reproduced(lessons)}</h2>'
+        '<p class="note">Effect: the claimed difference of seed-averaged cells, with a 95% t interval from the pooled '
+        "within-cell (seed) variance (the LR law: its slope, with a bootstrap interval); seeds = the fewest runs in a "
+        "cell it uses. Reproduced: the interval lies on the claimed side; not reproduced: on the other side; else "
+        "inconclusive (so is one seed per cell). Not run: no sweep of this experiment measures it.</p>"
+        f'<div class="scroll"><table class="data lessons"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+        "</table></div></section>"
+    )
+
+
+def _lesson_row(v: Any) -> str:
+    e = html.escape
+    runs = f"{v.runs} / {v.seeds}" if v.runs else "-"
+    return (
+        f'<tr><td><code>{e(v.lesson)}</code></td><td class="nowrap">{e(v.paper)}</td><td>{e(v.claim)}</td>'
+        f'<td class="verdict {_anchor(v.verdict)}">{e(v.verdict)}</td><td class="nowrap">{e(v.effect_text)}</td>'
+        f'<td>{e(v.sweep or "-")}</td><td>{e(v.metric or "-")}</td><td class="nowrap">{runs}</td>'
+        f"<td>{e(v.detail)}</td></tr>"
+    )
 
 
 def _section(out: Path, anchor: str, figure: Any) -> str:

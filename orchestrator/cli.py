@@ -301,6 +301,22 @@ def cmd_plots(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lessons(args: argparse.Namespace) -> int:
+    """Which of MM1's lessons the experiment's runs reproduce: an effect with a 95% CI and a verdict per lesson."""
+    from dashboards.verdicts import experiment_verdicts, format_verdicts, write_verdicts
+
+    verdicts = experiment_verdicts(_store(args), args.experiment, args.sweep, args.lr_metric, args.lr_mode)
+    files = write_verdicts(verdicts, _report_dir(args))
+    written = "written: " + ", ".join(str(f) for f in files)
+    if args.json:  # stdout holds the JSON only
+        print(json.dumps([v.to_dict() for v in verdicts], indent=1))
+        print(written, file=sys.stderr)
+    else:
+        print(format_verdicts(verdicts))
+        print(f"\n{written}")
+    return EXIT_OK
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """A pivot of finished trials: one row per value of the --by keys, seeds averaged (mean, std, n)."""
     from dashboards.compare import compare_table, default_metrics, format_compare
@@ -385,6 +401,23 @@ def build_parser() -> argparse.ArgumentParser:
     plots.add_argument("--lr-metric", default=None, help="Fig. 6: metric picking the best LR (default: largest k-shot)")
     plots.add_argument("--lr-mode", choices=("max", "min"), default="max", help="Fig. 6: best = highest or lowest")
     plots.set_defaults(func=cmd_plots)
+
+    lessons = verbs.add_parser("lessons", help="which of MM1's lessons the runs reproduce (effect, 95% CI, verdict)")
+    _read_back_options(lessons)
+    lessons.add_argument(
+        "--lr-metric",
+        default="eval/loss",
+        help="Fig. 6 law: metric picking the best LR per size (default %(default)s: at toy scale held-out loss ranks "
+        "LRs far more reliably than the few-shot averages)",
+    )
+    lessons.add_argument(
+        "--lr-mode",
+        choices=("max", "min"),
+        default="min",
+        help="Fig. 6 law: best = highest or lowest (default %(default)s)",
+    )
+    lessons.add_argument("--json", action="store_true", help="print the verdicts as a JSON list (only that)")
+    lessons.set_defaults(func=cmd_lessons)
 
     compare = verbs.add_parser("compare", help="table of finished trials by one or more params, seeds averaged")
     compare.add_argument("--experiment", required=True)
