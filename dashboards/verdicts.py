@@ -186,6 +186,21 @@ class Verdict:
         return "slope" if self.lesson == LR_LAW else "nats" if self.metric == LOSS_DROP else "pts"
 
     @property
+    def on(self) -> str:
+        """What the effect is measured on, in a word: S, L (held-out loss drop), M0, Mfew, TC or the LR fit's metric."""
+        if self.metric == META:
+            return "S"
+        if self.metric == LOSS_DROP:
+            return "L"
+        if self.metric == ZERO_SHOT:
+            return "M0"
+        if self.metric == TEXTCORE:
+            return "TC"
+        if self.lesson == LR_LAW or not self.metric:
+            return self.metric or "-"
+        return "Mfew" if shot_k(self.metric) else self.metric
+
+    @property
     def effect_text(self) -> str:
         """``+4.00 pts [+2.04, +5.96]``; ``-`` without an effect."""
         if self.effect is None:
@@ -667,9 +682,10 @@ def experiment_verdicts(
 
 
 def format_verdicts(verdicts: Sequence[Verdict]) -> str:
-    """A fixed-width table (lesson, paper, verdict, effect [95% CI], sweep), then per row its claim and detail."""
-    header = ("lesson", "paper", "verdict", "effect [95% CI]", "sweep")
-    cells = [(v.lesson, v.paper, v.verdict, v.effect_text, v.sweep or "-") for v in verdicts]
+    """A fixed-width table (lesson, paper, verdict, effect [95% CI], what it is measured on, sweep), then per row its
+    claim and detail."""
+    header = ("lesson", "paper", "verdict", "effect [95% CI]", "on", "sweep")
+    cells = [(v.lesson, v.paper, v.verdict, v.effect_text, v.on, v.sweep or "-") for v in verdicts]
     widths = [max(len(row[i]) for row in [header, *cells]) for i in range(len(header))]
     lines = ["  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip()
              for row in [header, *cells]]  # fmt: skip
