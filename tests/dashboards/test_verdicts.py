@@ -325,7 +325,7 @@ def test_format_and_write(verdicts, tmp_path: Path):
     rows = list(verdicts.values())
     text = format_verdicts(rows)
     header, *lines = text.splitlines()
-    assert header.split() == ["lesson", "paper", "verdict", "effect", "[95%", "CI]", "sweep"]
+    assert header.split() == ["lesson", "paper", "verdict", "effect", "[95%", "CI]", "on", "sweep"]
     encoder = next(line for line in lines if line.startswith("encoder "))
     assert "reproduced" in encoder and "+4.00 pts [+2.04, +5.96]" in encoder
     assert "-0.420 slope [" in text and "+1.00 pts (no CI)" in text
