@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mm1-installed
 
-.PHONY: quickstart test venv clean
+.PHONY: quickstart test venv lessons clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -m serial tests || b=$$?; \
 	if [ $$a -eq 5 ] || [ $$b -eq 5 ]; then echo "pytest collected no tests" >&2; exit 5; fi; \
 	exit $$(( a > b ? a : b ))
+
+# Every lesson sweep of the README's "Lessons" into ./mlflow.db (about 2 h on 2 cores; finished trials are skipped
+# on a re-run), then the verdict table and the lesson plots.
+LESSON_SWEEPS = encoder connector data-mixture data-text data-synthetic highres moe lr-scaling
+lessons: $(STAMP)
+	for sweep in $(LESSON_SWEEPS); do $(BIN)/mm1 sweep run sweeps/$$sweep.yaml || exit $$?; done
+	$(BIN)/mm1 lessons --experiment mm1-ablations
+	$(BIN)/mm1 plots --experiment mm1-ablations
 
 clean:
 	rm -rf $(VENV) .mm1 mlflow.db mlartifacts

@@ -696,6 +696,19 @@ def format_verdicts(verdicts: Sequence[Verdict]) -> str:
     return "\n".join(lines)
 
 
+def markdown_verdicts(verdicts: Sequence[Verdict]) -> str:
+    """The verdicts as a Markdown table (lesson, paper, claim, on, effect [95% CI], seeds, verdict, detail), as the
+    README's "Lessons" section shows them (``mm1 lessons --markdown``)."""
+    lines = [
+        "| lesson | paper | claim | on | effect [95% CI] | seeds | verdict | detail |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v in verdicts:
+        cells = [v.lesson, v.paper, v.claim, v.on, v.effect_text, str(v.seeds or "-"), f"**{v.verdict}**", v.detail]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)
+
+
 def write_verdicts(verdicts: Sequence[Verdict], out: Path) -> list[Path]:
     """``out/lessons.json`` (a list of ``Verdict.to_dict()``) and ``out/lessons.csv`` (the same, ``ci`` split into
     ``ci_low`` and ``ci_high``)."""

@@ -303,13 +303,13 @@ def cmd_plots(args: argparse.Namespace) -> int:
 
 def cmd_lessons(args: argparse.Namespace) -> int:
     """Which of MM1's lessons the experiment's runs reproduce: an effect with a 95% CI and a verdict per lesson."""
-    from dashboards.verdicts import experiment_verdicts, format_verdicts, write_verdicts
+    from dashboards.verdicts import experiment_verdicts, format_verdicts, markdown_verdicts, write_verdicts
 
     verdicts = experiment_verdicts(_store(args), args.experiment, args.sweep, args.lr_metric, args.lr_mode)
     files = write_verdicts(verdicts, _report_dir(args))
     written = "written: " + ", ".join(str(f) for f in files)
-    if args.json:  # stdout holds the JSON only
-        print(json.dumps([v.to_dict() for v in verdicts], indent=1))
+    if args.json or args.markdown:  # stdout holds the JSON (or the Markdown table) only
+        print(json.dumps([v.to_dict() for v in verdicts], indent=1) if args.json else markdown_verdicts(verdicts))
         print(written, file=sys.stderr)
     else:
         print(format_verdicts(verdicts))
@@ -416,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="min",
         help="Fig. 6 law: best = highest or lowest (default %(default)s)",
     )
-    lessons.add_argument("--json", action="store_true", help="print the verdicts as a JSON list (only that)")
+    printed = lessons.add_mutually_exclusive_group()
+    printed.add_argument("--json", action="store_true", help="print the verdicts as a JSON list (only that)")
+    printed.add_argument("--markdown", action="store_true", help="print them as a Markdown table (the README's)")
     lessons.set_defaults(func=cmd_lessons)
 
     compare = verbs.add_parser("compare", help="table of finished trials by one or more params, seeds averaged")
