@@ -359,6 +359,17 @@ def test_cli_json_is_all_of_stdout(store, tmp_path: Path, capsys):
     }  # fmt: skip
 
 
+def test_cli_markdown_is_one_table_row_per_verdict(store, tmp_path: Path, capsys):
+    argv = ["lessons", "--experiment", EXPERIMENT, "--tracking-uri", store.uri, "--out", str(tmp_path)]
+    assert main([*argv, "--markdown"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = experiment_verdicts(Store(store.uri), EXPERIMENT)
+    assert lines[0].startswith("| lesson | paper | claim |") and len(lines) == 2 + len(rows)
+    assert lines[2].startswith("| encoder | Table 1 |") and "**reproduced**" in lines[2]
+    assert main([*argv, "--markdown", "--json"]) == 2  # one output format at a time
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_cli_unknown_experiment_is_one_line_exit_2(store, tmp_path: Path, capsys):
     code = main(["lessons", "--experiment", "nope", "--tracking-uri", store.uri, "--out", str(tmp_path / "out")])
     captured = capsys.readouterr()
