@@ -6,8 +6,11 @@ rewrites those locations to ``DEST/mlartifacts/...`` relative to the working dir
 repository resolves relative paths against it), so ``mlflow ui``, ``mm1 plots``, ``mm1 fit-lr`` and ``mm1 lessons``
 run from the repository root find the trials' artifacts (predictions, the sweep YAML and plan) in the clone.
 
-The database is copied with sqlite's online backup (consistent even while a sweep still writes to the source);
-trial checkpoints are not copied (tens of MB; tags ``mm1.checkpoint*`` keep the paths they had).
+The database is copied with sqlite's online backup (consistent even while a sweep still writes to the source).
+Metric histories are thinned to every ``thin``-th step (default 25; a run's first and last step of each metric are
+always kept): trials log ``train/loss`` every step, and a hundred trials of hundreds of steps would make the file
+tens of MB; final values (what ``mm1 compare``, ``plots`` and ``lessons`` read) are untouched. Trial checkpoints
+are not copied (tags ``mm1.checkpoint*`` keep the paths they had).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def _local_path(uri: str) -> Path | None:
     return None
 
 
-def publish(source: Path, dest: Path) -> Path:
+def publish(source: Path, dest: Path, thin: int = 25) -> Path:
     """Copies the store ``source`` (a sqlite file) to ``dest/mlflow.db`` and its artifacts to ``dest/mlartifacts``
     with relocated URIs; returns the new database. Raises FileNotFoundError / ValueError with a one-line reason."""
     source, dest = Path(source), Path(dest)
@@ -70,6 +73,17 @@ def publish(source: Path, dest: Path) -> Path:
                 shutil.copytree(path, dest / ARTIFACTS / str(experiment_id) / inside)
             moved = f"{new_root}/{inside.as_posix()}"
             db.execute("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?", (moved, run_id))
+    if thin > 1:
+        with sqlite3.connect(target) as db:
+            db.execute(
+                "CREATE TEMP TABLE ends AS SELECT run_uuid, key, MIN(step) AS first, MAX(step) AS last "
+                "FROM metrics GROUP BY run_uuid, key"
+            )
+            db.execute(
+                "DELETE FROM metrics WHERE step % ? != 0 AND NOT EXISTS (SELECT 1 FROM ends WHERE ends.run_uuid = "
+                "metrics.run_uuid AND ends.key = metrics.key AND metrics.step IN (ends.first, ends.last))",
+                (thin,),
+            )
     with sqlite3.connect(target) as db:
         db.execute("VACUUM")
     return target
@@ -79,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dashboards.publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="the sqlite file of the store to ship (e.g. mlflow.db)")
     parser.add_argument("dest", type=Path, help="folder, relative to the repository root (e.g. results)")
+    parser.add_argument("--thin", type=int, default=25, help="keep every n-th step of metric histories (1: all)")
     args = parser.parse_args(argv)
     if args.dest.is_absolute():
         print("publish: error: dest must be relative to the repository root (e.g. results)", file=sys.stderr)
         return 2
     try:
-        target = publish(args.source, args.dest)
+        target = publish(args.source, args.dest, args.thin)
     except (FileNotFoundError, ValueError, sqlite3.Error) as exc:
         print(f"publish: error: {exc}", file=sys.stderr)
         return 2

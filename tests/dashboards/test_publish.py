@@ -30,7 +30,7 @@ def test_published_store_serves_runs_and_artifacts_from_a_moved_clone(fake_store
     for path in fake_store.root.glob("mlartifacts"):  # the original artifacts are gone: only the copy can serve
         os.rename(path, tmp_path / "gone")
 
-    client = MlflowClient(tracking_uri="sqlite:///results/mlflow.db")
+    client = MlflowClient(tracking_uri=f"sqlite:///{clone}/results/mlflow.db")  # MLflow caches stores by URI
     experiment = client.get_experiment_by_name("exp")
     assert experiment.artifact_location == f"results/mlartifacts/{experiment.experiment_id}"
     assert client.get_run(trial).data.metrics == {"eval/loss": 1.5}
@@ -52,3 +52,15 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path, args: list[str], mess
     )
     assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_histories_are_thinned_but_final_values_kept(fake_store, tmp_path: Path, monkeypatch) -> None:
+    curve = [(step, 4.0 - step / 100) for step in range(1, 61)]
+    fake_store.add_sweep("exp", "s", [{"metrics": {"eval/loss": 1.5}, "history": {"train/loss": curve}}])
+    trial = fake_store.trial_runs["s"][0]
+    monkeypatch.chdir(tmp_path)
+    publish(fake_store.root / "mlflow.db", Path("results"), thin=25)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/results/mlflow.db")  # MLflow caches stores by URI
+    kept = {m.step: m.value for m in client.get_metric_history(trial, "train/loss")}
+    assert kept == {1: 3.99, 25: 3.75, 50: 3.5, 60: 3.4}  # every 25th, and the first and the last
+    assert client.get_run(trial).data.metrics["eval/loss"] == 1.5
