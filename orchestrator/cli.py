@@ -139,6 +139,8 @@ def _where_to_look(uri: str, experiment: str, checkpoints: Path | None = None, r
         print(f"  plots:      {report}   (redraw: mm1 plots --experiment {experiment} --sweep {report.parent.name})")
     if checkpoints is not None and checkpoints.is_dir():
         print(f"  trained models: {checkpoints}/<trial_key>.pt   (evaluate one again: mm1 eval CHECKPOINT)")
+    print(f"  lessons:    mm1 lessons --experiment {experiment}   (which of MM1's lessons the runs reproduce; the")
+    print('              reference run of every lesson sweep ships in results/: README section "Lessons")')
 
 
 def cmd_status(args: argparse.Namespace) -> int:

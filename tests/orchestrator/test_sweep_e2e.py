@@ -59,6 +59,7 @@ def test_sweep_succeeds_and_prints_where_to_look(swept):
     assert "trained models: " in result.stdout and "mm1 eval CHECKPOINT" in result.stdout
     assert result.stdout.count("FINISHED") >= 2  # the summary table, one line per trial
     assert "mm1 plots --experiment e2e-exp --sweep e2e" in result.stdout
+    assert "mm1 lessons --experiment e2e-exp" in result.stdout
 
 
 def test_sweep_writes_its_report_and_names_runs_by_varied_values(swept):
