@@ -9,8 +9,9 @@ run from the repository root find the trials' artifacts (predictions, the sweep 
 The database is copied with sqlite's online backup (consistent even while a sweep still writes to the source).
 Metric histories are thinned to every ``thin``-th step (default 25; a run's first and last step of each metric are
 always kept): trials log ``train/loss`` every step, and a hundred trials of hundreds of steps would make the file
-tens of MB; final values (what ``mm1 compare``, ``plots`` and ``lessons`` read) are untouched. Trial checkpoints
-are not copied (tags ``mm1.checkpoint*`` keep the paths they had).
+tens of MB; final values (what ``mm1 compare``, ``plots`` and ``lessons`` read) are untouched. Not copied: trial
+checkpoints (tags ``mm1.checkpoint*`` keep the paths they had) and the figures ``mm1 plots`` logged to the sweeps'
+parent runs (artifact folder ``dashboards/``: ``mm1 plots`` on the published store draws them again).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 ARTIFACTS = "mlartifacts"
+REDRAWN = "dashboards"  # the artifact folder of mm1 plots' outputs (dashboards.runs.Store.log_outputs)
 
 
 def _local_path(uri: str) -> Path | None:
@@ -32,6 +34,15 @@ def _local_path(uri: str) -> Path | None:
     if parsed.scheme == "" and uri.startswith("/"):
         return Path(uri)
     return None
+
+
+def _redrawn_in(root: Path):  # noqa: ANN202 - a shutil.copytree ignore callable
+    """Leaves out the ``dashboards/`` folder at the top of a run's artifacts."""
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        return [REDRAWN] if Path(folder) == root and REDRAWN in names else []
+
+    return ignore
 
 
 def publish(source: Path, dest: Path, thin: int = 25) -> Path:
@@ -70,7 +81,7 @@ def publish(source: Path, dest: Path, thin: int = 25) -> Path:
             except ValueError:
                 raise ValueError(f"run {run_id}: artifacts at {uri} lie outside its experiment's {old_root}") from None
             if path.is_dir():  # each run's own folder: experiments may share one artifact root
-                shutil.copytree(path, dest / ARTIFACTS / str(experiment_id) / inside)
+                shutil.copytree(path, dest / ARTIFACTS / str(experiment_id) / inside, ignore=_redrawn_in(path))
             moved = f"{new_root}/{inside.as_posix()}"
             db.execute("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?", (moved, run_id))
     if thin > 1:

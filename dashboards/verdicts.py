@@ -37,8 +37,9 @@ The lessons, one row per matching sweep (sweeps named in the paper's order; MM1 
 3. ``connector-resolution`` (Fig. 4): "higher image resolution helps"; Δ = S(max resolution) - S(min).
 4. ``connector-type`` (Fig. 4): "the connector type matters little (less than tokens and resolution)". Effect =
    the largest gap between two connector types on S (the pair with the largest |difference|, as an absolute value,
-   its interval flipped with it); m = the smaller point estimate of rows 2 and 3. ``reproduced`` when the CI lies
-   below m, ``not reproduced`` when above, else ``inconclusive`` (also when neither row 2 nor 3 has an estimate).
+   its interval flipped with it); m = the smaller magnitude |effect| of rows 2 and 3 (how much each matters).
+   ``reproduced`` when the CI lies below m, ``not reproduced`` when above, else ``inconclusive`` (also when
+   neither row 2 nor 3 has an estimate).
 5. ``data-1-zero-shot`` (Fig. 5a; the caption share takes 2+ values, matched on the image share): "caption data
    lifts zero-shot performance"; Δ = M0(max caption share) - M0(min caption share).
 6. ``data-1-few-shot`` (Fig. 5a): "interleaved data is instrumental for few-shot performance";
@@ -461,7 +462,7 @@ def _connector_on(s: Sweep, metric: str) -> list[Verdict]:
         "connector-resolution", s, metric, lambda: _compare(s, metric, RESOLUTION, RESOLUTION_SOURCES, label=_px)
     )
     effects = {"tokens": tokens.effect, "resolution": resolution.effect}
-    bounds = {name: effect for name, effect in effects.items() if effect is not None}
+    bounds = {name: abs(effect) for name, effect in effects.items() if effect is not None}  # how much each matters
     return [tokens, resolution, _row("connector-type", s, metric, lambda: _largest_type_gap(s, bounds, metric))]
 
 
@@ -485,8 +486,8 @@ def _largest_type_gap(s: Sweep, bounds: dict[str, float], metric: str = META) ->
         return Measured(gap, f"{pair}; no token or resolution effect to compare it with", bound=None)
     bound = min(bounds.values())
     spec = _spec(metric)
-    against = ", ".join(f"{name} {value:{spec}}" for name, value in bounds.items())
-    detail = f"{pair}; m = {bound:{spec}} {_unit(metric)} (the smaller of {against})"
+    against = ", ".join(f"|{name}| {value:{spec[1:]}}" for name, value in bounds.items())
+    detail = f"{pair}; m = {bound:{spec[1:]}} {_unit(metric)} (the smaller of {against})"
     return Measured(gap, detail, bound=bound, below=True)
 
 

@@ -21,6 +21,8 @@ def test_published_store_serves_runs_and_artifacts_from_a_moved_clone(fake_store
     folder = Path(urlparse(fake_store.client.get_run(parent).info.artifact_uri).path)
     folder.mkdir(parents=True)
     (folder / "note.txt").write_text("hello\n")
+    (folder / "dashboards").mkdir()  # mm1 plots' outputs: drawn again from the published store, not shipped
+    (folder / "dashboards" / "figure.png").write_bytes(b"png")
     trial = fake_store.trial_runs["s"][0]
 
     clone = tmp_path / "clone"

@@ -260,7 +260,7 @@ def test_connector_rows(verdicts):
     # the largest gap is attn-pool - avg-pool = -1, reported as avg-pool - attn-pool = +1, below m = 4
     assert kind.verdict == REPRODUCED and kind.effect == pytest.approx(1.0)
     assert kind.ci == interval(1.0, math.sqrt(S2 * 8 / 16 / 2), 12)
-    assert kind.detail.startswith("largest gap avg-pool - attn-pool; m = +4.00 pts"), kind.detail
+    assert kind.detail.startswith("largest gap avg-pool - attn-pool; m = 4.00 pts"), kind.detail
 
 
 def test_data_rows(verdicts):
