@@ -244,7 +244,7 @@ def _prepare(
     return Sweep(tag, label, raw, frame, varied, out, store, shots, stage=stage)
 
 
-def _lr_applies(s: Sweep) -> bool:
+def lr_applies(s: Sweep) -> bool:
     size = "model.decoder.name" in s.varied or s.nunique("model.decoder.non_embedding_params") > 1
     return "train.lr" in s.varied and size
 
@@ -293,7 +293,7 @@ KINDS: list[Kind] = [
     Kind(
         "lr-scaling",
         "no sweep varies both train.lr and the decoder size (model.decoder.name)",
-        _lr_applies,
+        lr_applies,
         draw_lr_scaling,
     ),
     Kind(

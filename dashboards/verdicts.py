@@ -97,7 +97,7 @@ from dashboards.figures.lessons import (
 )
 from dashboards.figures.style import TEXTCORE, shot_k
 from dashboards.lrfit import PAPER_LAW, fit_law
-from dashboards.plots import PRETRAIN, _lr_applies, prepare_sweeps
+from dashboards.plots import PRETRAIN, lr_applies, prepare_sweeps
 from mm1core.vision import ENCODERS  # the registry of presets: torch-free
 
 LR_METRIC, LR_MODE = "eval/loss", "min"  # at toy scale held-out loss ranks LRs far more reliably than few-shot
@@ -651,7 +651,7 @@ def _rules(lr_metric: str, lr_mode: str) -> list[Rule]:
         (_has_text_only_split, _text_only),
         (_has_ratio_axis, _ratio),
         (lambda s: SYNTHETIC in s.varied, _synthetic),
-        (_lr_applies, partial(_lr_law, metric=lr_metric, mode=lr_mode)),
+        (lr_applies, partial(_lr_law, metric=lr_metric, mode=lr_mode)),
         (_is_highres_sweep, _highres),
         (_is_moe_sweep, _moe),
     ]
