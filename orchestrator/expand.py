@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import ValidationError
 
 from mm1core.config import LRLaw, TrialConfig, describe_errors, set_path
-from orchestrator.spec import SpecError, SweepSpec
+from orchestrator.errors import SpecError
+from orchestrator.spec import SweepSpec
+from orchestrator.sweepfile import with_overrides
 
 if TYPE_CHECKING:
     from mm1core.config import InitFrom
@@ -68,13 +70,6 @@ def short_value(path: str, value: Any) -> str:
     if isinstance(value, list):
         return f"{field}{json.dumps(value, separators=(',', ':'))}"
     return str(value)
-
-
-def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    tree = copy.deepcopy(base)
-    for path, value in overrides.items():
-        set_path(tree, path, value)
-    return tree
 
 
 def combinations(spec: SweepSpec) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mm1core.config import InitFrom, TrialConfig, path_problem
-from orchestrator.spec import SpecError
+from orchestrator.errors import SpecError
 
 WHERE = "train.init_from"  # how problems name the field
 

@@ -1,15 +1,17 @@
 """The sweep YAML: a pydantic model of the whole file (DESIGN.md, "Sweep YAML"), strict about unknown keys.
 
-``load_spec(path)`` parses and validates a file and raises ``SpecError`` whose message is one line per
-problem, each naming the path at fault (``grid.model.connector.type[1]: 'x' is not one of avg-pool``).
+``load_spec(path, sets)`` reads a file (``orchestrator.sweepfile``: duplicate keys refused, ``extends`` merged,
+``--set`` values applied), validates the result and raises ``SpecError`` whose message is one line per problem,
+each naming the path at fault (``grid.model.connector.type[1]: 'x' is not one of avg-pool``,
+``--set train.lrr: train has no field 'lrr' (fields: ...)``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mm1core.config import (
@@ -18,12 +20,12 @@ from mm1core.config import (
     describe_error_items,
     describe_errors,
     path_problem,
-    paths_relative_to,
 )
+from orchestrator.errors import SpecError
+from orchestrator.sweepfile import apply_sets, parse_sets, read_sweep, read_yaml, set_path_problems, with_overrides
 
-
-class SpecError(ValueError):
-    """Invalid sweep input; ``str()`` is the user-facing message (one line per problem)."""
+# Re-exported: callers read trial files and parse --set here as they validate sweeps.
+__all__ = ["SpecError", "SweepSpec", "apply_sets", "compose", "load_spec", "parse_sets", "parse_spec", "read_yaml"]
 
 
 class _Strict(BaseModel):
@@ -121,76 +123,6 @@ class SweepSpec(_Strict):
         return self
 
 
-MAX_DEPTH, MAX_VALUES = 64, 100_000  # a sweep nests about six levels and holds some hundred values
-
-
-class _DepthLimitedLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader (plain data, no Python tags) refusing nesting beyond ``MAX_DEPTH`` while it
-    composes, before a deep document exhausts Python's recursion limit."""
-
-    depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.depth >= MAX_DEPTH:
-            mark = self.peek_event().start_mark
-            raise SpecError(f"line {mark.line + 1}, column {mark.column + 1}: nested more than {MAX_DEPTH} levels deep")
-        self.depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-
-def _safe_load(text: str) -> Any:
-    """``yaml.safe_load(text)`` with the depth limit."""
-    loader = _DepthLimitedLoader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
-
-
-def _shape_problem(data: Any) -> str | None:
-    """Why ``data`` is too deep or too large to validate (iterative, and stopped early: YAML aliases can make a
-    structure that refers to itself or that grows exponentially as it is walked)."""
-    stack, seen = [(data, 0)], 0
-    while stack:
-        node, depth = stack.pop()
-        seen += 1
-        if seen > MAX_VALUES:
-            return f"more than {MAX_VALUES} values (YAML aliases that repeat themselves?)"
-        if isinstance(node, (dict, list)):
-            if depth >= MAX_DEPTH:
-                return f"nested more than {MAX_DEPTH} levels deep (or a YAML alias refers to itself)"
-            stack += [(child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)]
-    return None
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Reads a YAML mapping; every failure is a one-line ``SpecError`` (the caller names the file)."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError("no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read ({type(exc).__name__})") from None
-    try:
-        data = _safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise SpecError(f"{where}invalid YAML: {problem}") from None
-    problem = _shape_problem(data)  # what aliases build; validation and expansion recurse: refuse before either
-    if problem:
-        raise SpecError(problem)
-    if not isinstance(data, dict):
-        raise SpecError(f"expected a mapping at the top level, got {type(data).__name__}")
-    if any(not isinstance(k, str) for k in data):
-        raise SpecError("top-level keys must be strings")
-    return data
-
-
 def parse_spec(data: dict[str, Any]) -> SweepSpec:
     """Validates the file's shape, then every dotted path and value against ``TrialConfig``."""
     try:
@@ -204,11 +136,48 @@ def parse_spec(data: dict[str, Any]) -> SweepSpec:
     return spec
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Reads and validates a sweep file; relative paths inside it resolve against the file's folder."""
+def compose(path: str | Path, sets: Sequence[str] = ()) -> dict[str, Any]:
+    """The mapping ``load_spec`` validates: the file merged over the files it ``extends``, then the ``--set`` values
+    (``parse_sets`` entries) in its ``base``. Resolution order: defaults < extended files < the file < ``--set``."""
     path = Path(path)
-    with paths_relative_to(path.parent):
-        return parse_spec(read_yaml(path))
+    data = read_sweep(path)
+    overrides = parse_sets(sets)
+    if not overrides:
+        return data
+    problems = _set_problems(data, overrides)
+    if problems:
+        raise SpecError("\n".join(problems))
+    base = data.get("base", {})
+    if isinstance(base, dict):  # anything else is the file's own error, reported by validation
+        data["base"] = apply_sets(base, overrides)
+    return data
+
+
+def load_spec(path: str | Path, sets: Sequence[str] = ()) -> SweepSpec:
+    """Reads, composes (``compose``) and validates a sweep file. Relative paths in it, and in the files it extends,
+    are meant from the folder of the file at ``path``: the caller resolves them there (``mm1 sweep``)."""
+    return parse_spec(compose(path, sets))
+
+
+def _set_problems(data: dict[str, Any], sets: dict[str, Any]) -> list[str]:
+    """A ``--set`` names a trial-config field that no axis (nor the ``seeds`` list) overwrites, with a value that
+    field takes (checked like a grid value, on top of the file's base)."""
+    problems = set_path_problems(sets)
+    axes = [
+        (section, path) for section in ("grid", "zip") if isinstance(data.get(section), dict) for path in data[section]
+    ]
+    base = data.get("base", {})
+    for path, value in sets.items():
+        if path_problem(TrialConfig, path):
+            continue  # reported above
+        axis = next((f"{s}.{a}" for s, a in axes if path == a or path.startswith(f"{a}.")), None)
+        if axis:
+            problems.append(f"--set {path}: {axis} is an axis of the sweep (it would overwrite this value)")
+        elif path == "train.seed" and "seeds" in data:
+            problems.append("--set train.seed: the sweep's 'seeds' list sets each trial's seed")
+        elif isinstance(base, dict):
+            problems += _one_value_problems(base, path, value, f"--set {path}")
+    return problems
 
 
 def _path_problems(spec: SweepSpec) -> list[str]:
@@ -239,8 +208,6 @@ def _value_problems(spec: SweepSpec, bad_paths: set[str]) -> list[str]:
 
 
 def _one_value_problems(base: dict[str, Any], path: str, value: Any, where: str) -> list[str]:
-    from orchestrator.expand import with_overrides
-
     try:
         TrialConfig.model_validate(with_overrides(base, {path: value}))
     except ValidationError as exc:

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.cli import main
+from orchestrator.spec import compose
 
 SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
-REAL_SPECS = {
-    name: yaml.safe_load((SWEEPS / f"{name}.yaml").read_text()) for name in ("quickstart", "connector", "lr-scaling")
-}
+# Merged over their baselines (sweeps/baselines/), so a mutated copy written elsewhere is a whole sweep.
+REAL_SPECS = {name: compose(SWEEPS / f"{name}.yaml") for name in ("quickstart", "connector", "lr-scaling")}
 
 FUZZ = settings(
     max_examples=int(os.environ.get("MM1_FUZZ_EXAMPLES", "150")),
@@ -284,7 +285,13 @@ def _path(tree: Any, data: st.DataObject) -> Any:
     return tree
 
 
-MUTATIONS = [_delete, _rename, _replace, _insert, _axis, _nest, _law, _dotted, _path]
+def _extends(tree: Any, data: st.DataObject) -> Any:
+    """An ``extends`` of a random value: a path, often a junk file beside the spec or the spec itself (a cycle)."""
+    tree["extends"] = data.draw(st.sampled_from(["spec.yaml", "./spec.yaml", "junk.json", "junk"]) | PATHS | TREES)
+    return tree
+
+
+MUTATIONS = [_delete, _rename, _replace, _insert, _axis, _nest, _law, _dotted, _path, _extends]
 
 
 def _junk_files(folder: Path, data: st.DataObject) -> None:
@@ -313,7 +320,8 @@ def test_mutated_real_sweeps(name: str, data: st.DataObject, tmp_path: Path) -> 
 @FUZZ
 @given(name=st.sampled_from(sorted(REAL_SPECS)), data=st.data())
 def test_edited_lines_of_real_sweeps(name: str, data: st.DataObject, tmp_path: Path) -> None:
-    """Duplicate keys (YAML keeps the last), a line repeated at another indentation, dropped or truncated."""
+    """Duplicate keys (an error naming both lines), a line repeated at another indentation, dropped or truncated."""
+    shutil.copytree(SWEEPS / "baselines", tmp_path / "baselines", dirs_exist_ok=True)  # what the file extends
     lines = (SWEEPS / f"{name}.yaml").read_text().splitlines()
     for _ in range(data.draw(st.integers(1, 3))):
         index = data.draw(st.integers(0, len(lines) - 1))
