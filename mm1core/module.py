@@ -141,8 +141,8 @@ class MM1Module(lightning.LightningModule):
 
     def configure_optimizers(self) -> dict[str, object]:
         config = self.train_config
-        groups = parameter_groups(self.model, config.lr, config.resolved_weight_decay, config.vision_lr_scale)
-        optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=BETAS)
+        groups = parameter_groups(self.model, config.peak_lr, config.resolved_weight_decay, config.vision_lr_scale)
+        optimizer = torch.optim.AdamW(groups, lr=config.peak_lr, betas=BETAS)
         warmup = int(config.warmup_ratio * config.max_steps)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, warmup, config.max_steps)

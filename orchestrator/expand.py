@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import ValidationError
 
 from mm1core.config import LRLaw, TrialConfig, describe_errors, set_path
+from mm1core.preflight import resolve_files
 from orchestrator.errors import SpecError
 from orchestrator.spec import SweepSpec
 from orchestrator.sweepfile import with_overrides
@@ -119,24 +120,30 @@ def derived_values(given: TrialConfig, config: TrialConfig) -> dict[str, Any]:
 
 
 def expand(spec: SweepSpec, sources: SourceFinder | None = None) -> list[Trial]:
-    """The sweep's trials; raises ``SpecError`` naming every combination that is invalid as a whole.
+    """The sweep's trials, each config resolved (paths absolute against the sweep file's folder, LR laws read,
+    ``auto`` replaced); raises ``SpecError`` naming every combination that is invalid as a whole. What a trial
+    would hit at start beyond its values is the preflight's (``orchestrator.preflight``).
 
     A ``train.init_from`` reference to another sweep's trials is resolved by ``sources`` into one trial per
     matching source run (``orchestrator.lineage``); its ``init.<path>`` values (what the source's sweep varied)
     join the trial's varied values, and the source's model, tokenizer and world seed become the trial's unless
     this sweep sets them."""
     varied_paths = [*spec.grid, *spec.zip] + (["train.seed"] if len(seeds_of(spec)) > 1 else [])
+    folder = spec.folder
     trials: list[Trial] = []
     problems: list[str] = []
     for overrides in combinations(spec):
         where = ", ".join(f"{p}={overrides[p]}" for p in varied_paths)
         try:
-            given = TrialConfig.model_validate(with_overrides(spec.base, overrides))
-            starts = _starts(spec, overrides, given, sources)
+            given, unreadable = resolve_files(TrialConfig.model_validate(with_overrides(spec.base, overrides)), folder)
+            starts = [] if unreadable else _starts(spec, overrides, given, sources)
         except ValidationError as exc:
-            problems += [f"trial ({where}): {line}" for line in describe_errors(exc)]
+            problems += [f"trial ({where}): {line}" for line in describe_errors(exc, model=TrialConfig)]
             continue
-        for given, lineage in starts:
+        problems += [f"trial ({where}): {path}: {message}" for path, message in unreadable]
+        for start, lineage in starts:
+            given, unreadable = resolve_files(start, folder)  # what it inherited is absolute; its own paths again
+            problems += [f"trial ({where}): {path}: {message}" for path, message in unreadable]
             config = given.resolved()
             if is_excluded(overrides, config, spec.exclude):
                 continue

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mm1core.config import (
     UNION_TAGS,
@@ -76,6 +76,12 @@ class SweepSpec(_Strict):
     max_concurrent: int | None = Field(None, gt=0)
     scheduler: Scheduler = Scheduler()
     failure: Failure = Failure()
+    _folder: Path | None = PrivateAttr(None)  # the sweep file's folder: relative paths in it are meant from there
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder relative paths in the sweep resolve against (``None``: the working directory)."""
+        return self._folder
 
     @field_validator("grid")
     @classmethod
@@ -156,7 +162,9 @@ def compose(path: str | Path, sets: Sequence[str] = ()) -> dict[str, Any]:
 def load_spec(path: str | Path, sets: Sequence[str] = ()) -> SweepSpec:
     """Reads, composes (``compose``) and validates a sweep file. Relative paths in it, and in the files it extends,
     are meant from the folder of the file at ``path``: the caller resolves them there (``mm1 sweep``)."""
-    return parse_spec(compose(path, sets))
+    spec = parse_spec(compose(path, sets))
+    spec._folder = Path(path).resolve().parent
+    return spec
 
 
 def _set_problems(data: dict[str, Any], sets: dict[str, Any]) -> list[str]:
@@ -196,7 +204,7 @@ def _value_problems(spec: SweepSpec, bad_paths: set[str]) -> list[str]:
     try:
         TrialConfig.model_validate(spec.base)
     except ValidationError as exc:
-        return describe_errors(exc, "base")
+        return describe_errors(exc, "base", model=TrialConfig)
     problems = []
     for section, mapping in (("grid", spec.grid), ("zip", spec.zip)):
         for path, values in mapping.items():

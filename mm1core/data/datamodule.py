@@ -27,15 +27,6 @@ from mm1core.data.streams import Stream, open_stream
 from mm1core.data.tokenizer import TextTokenizer
 
 # The longest text a document of the embedded world can hold, in tokens (checked by the tests).
-TEXT_TOKENS_PER_IMAGE = 30  # the longest caption, question or photo line that goes with one image
-TEXT_TOKENS_EXTRA = 40  # an interleaved document's own sentences (intro, facts), plus <bos>/<eos>
-TEXT_TOKENS_TEXT_ONLY = 140  # the longest text-only document, plus <bos>/<eos>
-
-
-def max_sample_tokens(max_images: int, num_image_tokens: int) -> int:
-    """An upper bound on an embedded-world document's length (image tokens included)."""
-    with_images = max_images * (num_image_tokens + TEXT_TOKENS_PER_IMAGE) + TEXT_TOKENS_EXTRA
-    return max(with_images, TEXT_TOKENS_TEXT_ONLY)
 
 
 def build_streams(cfg: TrialConfig) -> dict[str, Stream]:

@@ -57,9 +57,6 @@ from mm1core.data.world import Split, instruction_item
 QUESTION_MARKER = "question:"  # opens every instruction
 ANSWER_MARKER = "answer:"  # opens every response
 TURN_SEPARATOR = "\n"  # ends a question line, and a response that another turn follows
-# The longest embedded conversation's text in tokens of the world tokenizer, <bos>, <eos> and the <image>
-# placeholder included (the tests check it); ``max_conversation_tokens`` adds the image's tokens.
-SFT_TEXT_TOKENS = 128
 HELDOUT_MAX = 256  # a JSON source's conversations held out for eval/sft/loss, at most
 HELDOUT_EVERY = 10  # ... and at most one in this many
 
@@ -67,11 +64,6 @@ HELDOUT_EVERY = 10  # ... and at most one in this many
 def chat_prompt(instruction: str) -> str:
     """A single-turn conversation up to where the answer goes: ``question: {instruction}\\nanswer:``."""
     return f"{QUESTION_MARKER} {instruction}{TURN_SEPARATOR}{ANSWER_MARKER}"
-
-
-def max_conversation_tokens(num_image_tokens: int) -> int:
-    """An upper bound on an encoded embedded conversation (one image of ``num_image_tokens`` tokens)."""
-    return SFT_TEXT_TOKENS + num_image_tokens - 1
 
 
 @dataclass(frozen=True)

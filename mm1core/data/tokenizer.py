@@ -217,6 +217,11 @@ def _build_tokenizer(name: str) -> TextTokenizer:
     return HFTokenizer(name)
 
 
+def tokenizer_vocab_size(name: str) -> int:
+    """The vocabulary size of ``build_tokenizer(name)`` (built once per name)."""
+    return build_tokenizer(name).vocab_size
+
+
 def tokenizer_problem(name: str) -> str | None:
     """Why ``build_tokenizer(name)`` would fail, or ``None`` (loads, and caches, a Hugging Face tokenizer)."""
     if name in NAMED_TOKENIZERS:

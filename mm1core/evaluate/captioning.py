@@ -18,13 +18,11 @@ __all__ = [
     "caption_prompt",
     "cider_d",
     "demonstration_indices",
-    "max_prompt_tokens",
     "words",
 ]
 
 PROMPT = "a photo of"  # MM1's "<image> A photo of"; the world writes (and its tokenizer reads) lower case
 REFERENCES = 5  # reference captions per test image
-CAPTION_TOKENS = 24  # the longest reference / demonstration caption, in tokens (checked by the tests)
 
 
 class CaptionTask(WorldTask):
@@ -46,7 +44,3 @@ def caption_prompt(seed: int, index: int, shots: int) -> tuple[Document, list[st
     return few_shot_prompt(demonstrations, test), list(test.references)
 
 
-def max_prompt_tokens(shots: int, num_image_tokens: int) -> int:
-    """An upper bound on a ``shots``-shot prompt of any embedded task (``<bos>``, image tokens and text): a
-    captioning line is the longest (the tests check the VQA lines)."""
-    return 1 + (shots + 1) * (num_image_tokens + 4) + shots * (CAPTION_TOKENS + 2)

@@ -23,12 +23,12 @@ class MoEConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_experts: int = Field(8, ge=1)
-    every_k_layers: int = Field(2, ge=1)
-    top_k: int = Field(2, ge=1)
-    capacity_factor: float = Field(1.25, gt=0)
-    load_balance_coef: float = Field(0.01, ge=0)
-    router_z_coef: float = Field(0.001, ge=0)
+    num_experts: int = Field(8, ge=1, description="SwiGLU experts per sparse layer")
+    every_k_layers: int = Field(2, ge=1, description="every k-th decoder block is sparse (the k-th, 2k-th, ...)")
+    top_k: int = Field(2, ge=1, description="experts each token is routed to")
+    capacity_factor: float = Field(1.25, gt=0, description="an expert's assignments per batch, x top_k x tokens / E")
+    load_balance_coef: float = Field(0.01, ge=0, description="weight of the load-balancing loss (GShard)")
+    router_z_coef: float = Field(0.001, ge=0, description="weight of the router z-loss (ST-MoE)")
 
     @model_validator(mode="after")
     def _top_k_fits(self) -> MoEConfig:

@@ -7,12 +7,14 @@ from pydantic import ValidationError
 
 from mm1core.config import TrialConfig, describe_errors, path_problem
 from mm1core.data.tokenizer import build_tokenizer
+from mm1core.preflight import check_trial
 
 
 def errors(model: dict) -> str:
-    with pytest.raises(ValidationError) as caught:
-        TrialConfig.model_validate({"model": model})
-    return "\n".join(describe_errors(caught.value))
+    """What validation and the preflight (which reads the files a config names) find, one line a problem."""
+    config, problems = check_trial({"model": model})
+    assert config is None, f"{model} passed"
+    return "\n".join(problems)
 
 
 def model_of(model: dict) -> TrialConfig:

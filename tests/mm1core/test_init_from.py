@@ -70,14 +70,25 @@ def test_a_model_of_another_shape_is_refused_naming_the_tensors(pretrained) -> N
         load_initial_weights(model, folder / "trial.pt")
 
 
-def test_a_missing_or_foreign_checkpoint_is_a_validation_error(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError) as missing:
-        _config(init_from=str(tmp_path / "nope.pt"))
-    assert describe_errors(missing.value) == [f"train.init_from.path: {tmp_path / 'nope.pt'} does not exist"]
+def test_a_missing_or_foreign_checkpoint_is_a_preflight_problem(tmp_path: Path) -> None:
+    missing = preflight(_config(init_from=str(tmp_path / "nope.pt"))).problems
+    assert [str(p) for p in missing] == [f"train.init_from.path: {tmp_path / 'nope.pt'} does not exist"]
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)
-    with pytest.raises(ValidationError, match="not an mm1 trial checkpoint"):
-        _config(init_from=str(foreign))
+    (problem,) = preflight(_config(init_from=str(foreign))).problems
+    assert problem.path == "train.init_from.path" and "not an mm1 trial checkpoint" in problem.message
+
+
+def test_a_checkpoint_whose_model_differs_is_named_field_by_field(pretrained) -> None:  # noqa: ANN001
+    _, result, _ = pretrained
+    tree = _config(init_from=result.checkpoint).model_dump(mode="json")
+    tree["model"]["connector"] = {"type": "c-abstractor", "num_tokens": 4}
+    problems = preflight(TrialConfig.model_validate(tree)).problems
+    assert problems and all(p.path.startswith("model.connector") for p in problems)
+    assert any("'c-abstractor' here, but 'avg-pool' in the train.init_from checkpoint" in p.message for p in problems)
+    tree["model"]["highres"] = {"mode": "interpolate", "resolution": 64}  # changes no weight: allowed
+    tree["model"]["connector"] = _config().model.connector.model_dump(mode="json")
+    assert preflight(TrialConfig.model_validate(tree)).problems == []
 
 
 @pytest.mark.parametrize(

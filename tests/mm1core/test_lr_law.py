@@ -10,18 +10,24 @@ import pytest
 from pydantic import ValidationError
 
 from mm1core.config import TrialConfig, describe_errors
+from mm1core.preflight import check_trial, resolve_files
 
 PAPER = {"a": -0.4214, "b": -0.5535}
 
 
 def law_trial(law: object, decoder: str = "lm-tiny") -> TrialConfig:
-    return TrialConfig.model_validate({"model": {"decoder": {"name": decoder}}, "train": {"lr": {"law": law}}})
+    """The trial with its law's file (if a path) read, as the preflight's resolution does before expansion."""
+    config = TrialConfig.model_validate({"model": {"decoder": {"name": decoder}}, "train": {"lr": {"law": law}}})
+    resolved, problems = resolve_files(config)
+    assert not problems, problems
+    return resolved
 
 
 def error_lines(law: object) -> list[str]:
-    with pytest.raises(ValidationError) as caught:
-        law_trial(law)
-    return describe_errors(caught.value)
+    """Validation's and the preflight's problems with the law, one line each."""
+    config, problems = check_trial({"model": {"decoder": {"name": "lm-tiny"}}, "train": {"lr": {"law": law}}})
+    assert config is None
+    return problems
 
 
 @pytest.mark.parametrize("decoder", ["lm-nano", "lm-tiny", "lm-small"])

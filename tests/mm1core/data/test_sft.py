@@ -29,8 +29,8 @@ from mm1core.data.sft import (
     WorldConversations,
     chat_prompt,
     encode_conversation,
-    max_conversation_tokens,
 )
+from mm1core.data.lengths import max_conversation_tokens
 from mm1core.data.tokenizer import ByteTokenizer, Tokenizer, build_tokenizer
 from mm1core.lm import DECODERS
 from tests.mm1core.flavours import TINY

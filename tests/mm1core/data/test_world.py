@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from mm1core.data import world
-from mm1core.data.datamodule import max_sample_tokens
+from mm1core.data.lengths import CAPTION_TOKENS, max_sample_tokens
 from mm1core.data.tokenizer import build_tokenizer
-from mm1core.evaluate.captioning import CAPTION_TOKENS
 
 MIXTURE = {"caption": 0.45, "interleaved": 0.45, "text": 0.10}
 SYNTHETIC = {"caption": {"synthetic": True}}
