@@ -117,12 +117,14 @@ def fit_law(
     frame: pd.DataFrame,
     metric: str,
     mode: str,
-    predict: Sequence[float] = (),
+    predict: Sequence[float | str] = (),
     n_boot: int = 2000,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The law ``ln(lr_opt) = a ln(N) + b`` over the finished trials in ``frame`` (see the module docstring), as a
-    JSON-ready dict: a, b, r2, ci95, points, predict, metric, mode, bootstrap (replicates kept), paper."""
+    JSON-ready dict: a, b, r2, ci95, points, predict, metric, mode, bootstrap (replicates kept), paper. ``predict``
+    holds a prediction per size of ``predict``, keyed by the size as given (a string as written, ``30000000000``;
+    a number as ``:g`` writes it, ``3e+10``)."""
     fit = _fit(frame, metric, mode, n_boot, seed)
     points = [
         {"n": int(round(size.n)), "lr": lr, "metric": value, "edge": edge}
@@ -134,7 +136,7 @@ def fit_law(
         "r2": fit.r2,
         "ci95": {"a": _interval(fit.a_boot), "b": _interval(fit.b_boot)},
         "points": points,
-        "predict": {f"{n:g}": _prediction(fit, n) for n in predict},
+        "predict": {n if isinstance(n, str) else f"{n:g}": _prediction(fit, float(n)) for n in predict},
         "metric": metric,
         "mode": mode,
         "bootstrap": int(fit.a_boot.size),

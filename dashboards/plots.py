@@ -6,7 +6,7 @@ lines of their own (never silently pooled). Seeds are averaged (mean, error bar 
 single run). Every figure is written as ``<figure>-<sweep>.png/.svg`` plus its data table ``<figure>-<sweep>.csv``,
 listed in ``index.html`` and logged to the parent run of the sweep(s) it used (artifact path ``dashboards``).
 ``index.html`` opens with the lesson verdicts of ``dashboards.verdicts``, computed from the same ``Sweep`` objects
-(``prepare_sweeps``).
+(``dashboards.sweeps.prepare_sweeps``).
 
 Axis rules (a figure not drawn for any sweep is reported once in ``Report.skipped``, naming the axis):
 
@@ -45,23 +45,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-import numpy as np
-import pandas as pd
+from typing import Any, NamedTuple
 
 from dashboards import DashboardError
 from dashboards.figures.lessons import (
-    CAP_INT,
     CAPTION_SHARE,
     CONNECTOR,
     ENCODER,
     ENCODER_RES,
     IMAGE_SHARE,
-    IMAGE_TEXT,
     LOSS,
     MIXTURE,
-    MODE,
     RESOLUTION,
     Figure,
     Sweep,
@@ -78,13 +72,10 @@ from dashboards.figures.lessons import (
     image_text_label,
 )
 from dashboards.figures.sft import INIT_STEP, draw_sft_lesson, draw_sft_steps, lesson_axes
-from dashboards.figures.style import INIT, shot_k, styled
-from dashboards.runs import SFT, STAGE, latest_per_trial, stages, varied_params
-
-if TYPE_CHECKING:
-    from dashboards.verdicts import Verdict
-
-PRETRAIN = "pretrain"
+from dashboards.figures.style import styled
+from dashboards.runs import SFT, varied_params
+from dashboards.sweeps import PRETRAIN, lr_applies, prepare_sweeps
+from dashboards.verdicts import LR_METRIC, LR_MODE, Verdict, lesson_verdicts
 
 __all__ = ["Figure", "Report", "make_report", "prepare_sweeps", "cap_int_label", "image_text_label"]
 
@@ -122,21 +113,9 @@ def make_report(
     return Report(figures, skipped, index, lessons)
 
 
-def prepare_sweeps(store: Any, experiment: str, sweep: str | None = None, out: Path = Path(".")) -> list[Sweep]:
-    """The experiment's finished trial runs (the latest per trial key; one sweep's when ``sweep`` is given) as one
-    ``Sweep`` per sweep tag and training stage, with the derived axes (resolution, caption and image shares) and
-    varied params every figure and lesson verdict reads. ``out`` is where their figures go; nothing is written.
-    Raises DashboardError when there are no such runs."""
-    frame = latest_per_trial(store.trials(experiment, sweep))
-    groups = frame.groupby("sweep", sort=True)
-    return [s for tag, group in groups for s in _by_stage(tag, group, experiment, Path(out), store)]
-
-
 def _lessons(sweeps: list[Sweep], lr_metric: str | None, lr_mode: str, skipped: list[tuple[str, str]]) -> list[Verdict]:
     """The lesson verdicts for index.html. Fig. 6's law is judged by ``lr_metric``/``lr_mode`` when one was asked
     for, else by the verdicts' own default (held-out loss). A failure costs the table, never the figures."""
-    from dashboards.verdicts import LR_METRIC, LR_MODE, lesson_verdicts
-
     try:
         return lesson_verdicts(sweeps, lr_metric or LR_METRIC, lr_mode if lr_metric else LR_MODE)
     except Exception as exc:  # noqa: BLE001 - as a figure's failure in _draw_kind; MM1_DEBUG=1 raises
@@ -178,12 +157,6 @@ def _log(store: Any, experiment: str, figures: list[Figure], index: Path) -> Non
         store.log_outputs([run_id], [*paths, index], artifact_path="dashboards")
 
 
-def _by_stage(tag: str, group: pd.DataFrame, experiment: str, out: Path, store: Any) -> list[Sweep]:
-    """One ``Sweep`` per training stage among the sweep's runs (usually one)."""
-    parts = list(group.groupby(stages(group), sort=True))
-    return [_prepare(tag, part, experiment, out, store, stage, len(parts) > 1) for stage, part in parts]
-
-
 def _would_apply(applies: Callable[[Sweep], bool], s: Sweep) -> bool:
     """Whether a pre-training figure's axis rule matches a sweep of another stage, its inherited params included."""
     try:
@@ -199,54 +172,6 @@ def _not_pretraining(s: Sweep) -> str:
             "figure plots (see sft-lesson, sft-steps)"
         )
     return f"a {s.stage} sweep (train.stage = {s.stage}): this figure is drawn from pre-training runs only"
-
-
-def _lineage_axes(raw: pd.DataFrame, varied: list[str]) -> list[str]:
-    """An SFT sweep's axes: its varied params less those that follow from its lineage params (``init.*``), such
-    as ``model.connector.type`` inherited from the source or ``train.init_from.step`` resolved into ``init.step``:
-    the same axis twice, kept once as ``init.*``."""
-    lineage = [p for p in varied if p.startswith(INIT)]
-    if not lineage:
-        return varied
-    key = raw[lineage].astype(str).agg("\x1f".join, axis=1)
-    kept = []
-    for param in varied:
-        values = raw[param].astype(str)
-        if param in lineage or values.groupby(key).nunique().max() > 1:
-            kept.append(param)
-    return kept
-
-
-def _prepare(
-    tag: str, group: pd.DataFrame, experiment: str, out: Path, store: Any, stage: str = PRETRAIN, split: bool = False
-) -> Sweep:
-    raw = group.dropna(axis=1, how="all").reset_index(drop=True)
-    if STAGE in raw:  # runs logged before train.stage existed count as pretrain: not an axis
-        raw[STAGE] = stage
-    frame = raw.copy()
-    if ENCODER_RES in frame:
-        mode = frame[MODE] if MODE in frame else pd.Series("none", index=frame.index)
-        frame[MODE] = mode.fillna("none")
-        highres = frame.get("model.highres.resolution", pd.Series(np.nan, index=frame.index))
-        frame[RESOLUTION] = np.where(frame[MODE] != "none", highres, frame[ENCODER_RES])
-        frame[RESOLUTION] = pd.to_numeric(frame[RESOLUTION], errors="coerce")
-    if all(column in frame for column in MIXTURE):
-        image = frame[MIXTURE[0]] + frame[MIXTURE[1]]
-        frame[CAPTION_SHARE] = (frame[MIXTURE[0]] / image.where(image > 0)).round(6)
-        frame[CAP_INT] = frame[CAPTION_SHARE].map(cap_int_label)
-        frame[IMAGE_SHARE] = (image / (image + frame[MIXTURE[2]])).round(6)
-        frame[IMAGE_TEXT] = frame[IMAGE_SHARE].map(image_text_label)
-    shots = sorted((c for c in frame.columns if shot_k(c) is not None), key=shot_k)
-    label = (tag or experiment) + (f"-{stage}" if split and stage != PRETRAIN else "")
-    varied = varied_params(raw)
-    if stage != PRETRAIN:
-        varied = _lineage_axes(raw, varied)
-    return Sweep(tag, label, raw, frame, varied, out, store, shots, stage=stage)
-
-
-def lr_applies(s: Sweep) -> bool:
-    size = "model.decoder.name" in s.varied or s.nunique("model.decoder.non_embedding_params") > 1
-    return "train.lr" in s.varied and size
 
 
 class Kind(NamedTuple):

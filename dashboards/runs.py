@@ -27,7 +27,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from dashboards import DashboardError
-from orchestrator.tracking import INIT_FROM_RUN, ROLE, SWEEP, TRIAL_KEY, search_all_runs, sqlite_path, store_exists
+from mm1core.cli_common import sqlite_path, store_exists
+from mm1core.runnames import INIT_FROM_RUN, ROLE, SWEEP, SWEEP_ROLE, TRIAL_KEY, TRIAL_ROLE
 
 RUN_COLUMNS = ("run_id", "run_name", "sweep", "trial_key", "status", "start_time", "init_from_run")
 SEED = "train.seed"
@@ -64,7 +65,7 @@ class Store:
     ) -> pd.DataFrame:
         """The experiment's trial runs (of one sweep when given) whose status is in ``statuses``."""
         experiment_id = self.experiment_id(experiment)
-        query = f"tags.`{ROLE}` = 'trial'"
+        query = f"tags.`{ROLE}` = '{TRIAL_ROLE}'"
         if sweep is not None:
             query += f" AND tags.`{SWEEP}` = '{sweep.replace(chr(39), chr(92) + chr(39))}'"
         runs = [run for run in self._search(experiment_id, query) if run.info.status in statuses]
@@ -78,7 +79,7 @@ class Store:
         experiment_id = self.experiment_id(experiment)
         parents = {}
         for sweep in sorted({s for s in sweeps if s}):
-            found = self._search(experiment_id, f"tags.`{ROLE}` = 'sweep' AND tags.`{SWEEP}` = '{sweep}'")
+            found = self._search(experiment_id, f"tags.`{ROLE}` = '{SWEEP_ROLE}' AND tags.`{SWEEP}` = '{sweep}'")
             if found:
                 parents[sweep] = found[0].info.run_id
         return parents
@@ -109,6 +110,21 @@ class Store:
 
     def _search(self, experiment_id: str, query: str) -> list[Run]:
         return search_all_runs(self.client, experiment_id, query)
+
+
+def search_all_runs(client: MlflowClient, experiment_id: str, query: str) -> list[Run]:
+    """Every run of the experiment matching ``query``, newest first, across MLflow's result pages (the sweep
+    layer's ``Tracker`` searches with it too)."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], query, max_results=1000, page_token=token, order_by=["attributes.start_time DESC"]
+        )
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def runs_frame(runs: Sequence[Run]) -> pd.DataFrame:

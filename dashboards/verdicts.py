@@ -1,7 +1,7 @@
 """Which of MM1's lessons an experiment's runs reproduce (``mm1 lessons``): per lesson and matching sweep, an effect
 with a 95% confidence interval, judged against the paper's claim.
 
-Runs are read exactly as the lesson plots read them (``dashboards.plots.prepare_sweeps``): per sweep, the latest
+Runs are read exactly as the lesson plots read them (``dashboards.sweeps.prepare_sweeps``): per sweep, the latest
 finished run of each trial, with the derived axes ``image resolution`` (``model.highres.resolution`` where
 ``model.highres.mode`` != none, else ``model.encoder.resolution``), ``caption share of image data`` (caption /
 (caption + interleaved)) and ``image share`` ((caption + interleaved) / all). Only pre-training sweeps count.
@@ -97,7 +97,7 @@ from dashboards.figures.lessons import (
 )
 from dashboards.figures.style import TEXTCORE, shot_k
 from dashboards.lrfit import PAPER_LAW, fit_law
-from dashboards.plots import PRETRAIN, lr_applies, prepare_sweeps
+from dashboards.sweeps import PRETRAIN, lr_applies, prepare_sweeps
 from mm1core.vision import ENCODERS  # the registry of presets: torch-free
 
 LR_METRIC, LR_MODE = "eval/loss", "min"  # at toy scale held-out loss ranks LRs far more reliably than few-shot

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.trainable import ERROR, WORKER_GROUP, error_report, final_report, train_payload
+from orchestrator.payload import ERROR, WORKER_GROUP, error_report, final_report, train_payload
 
 if TYPE_CHECKING:
     from orchestrator.spec import Resources

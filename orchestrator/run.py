@@ -6,23 +6,24 @@ Trials FINISHED in MLflow under the same sweep and ``trial_key`` are skipped, so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import random
 import socket
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
+from mm1core.runnames import DRIVER, NODE_TAG, RESUMED, STOPPED_EARLY, TRIAL_KEY
 from orchestrator.expand import Trial
-from orchestrator.spec import SweepSpec
-from orchestrator.tracking import DRIVER, RESUMED, STOPPED_EARLY, TRIAL_KEY, Tracker
-from orchestrator.trainable import (
+from orchestrator.payload import (
     CHECKPOINT,
     CHECKPOINTS,
     ERROR,
@@ -33,11 +34,12 @@ from orchestrator.trainable import (
     PROFILE,
     STEP,
     WORKER_GROUP,
-    tune_trial,
 )
+from orchestrator.spec import SweepSpec
+from orchestrator.tracking import Tracker
+from orchestrator.trainable import tune_trial
 
 Printer = Callable[[str], None]
-NODE_TAG = "mm1.node"
 RESUMED_METRIC = "train/resumed_from_step"  # what mm1core.train reports when a trial resumes from its state
 STEPS_METRIC = "perf/steps"  # optimizer steps a trial ran (fewer than train.max_steps when stopped early)
 
@@ -113,7 +115,7 @@ def run_sweep(
     say: Printer = print,
 ) -> SweepOutcome:
     """Runs the trials not yet FINISHED in MLflow and returns what happened."""
-    experiment_id = tracker.experiment_id(spec.experiment)
+    experiment_id = tracker.experiment_id(spec.experiment, description=spec.description)
     check_not_running(tracker, experiment_id, spec.name)
     done = finished_keys(tracker, experiment_id, spec.name)
     todo = [trial for trial in trials if trial.key not in done]
@@ -157,8 +159,15 @@ def _start_ray(address: str | None) -> None:
     # A scheduler's eval metric is in the periodic-evaluation results only; the others carry train metrics, which
     # ASHA skips. (Validation made sure every trial reports the metric: orchestrator.expand.scheduler_metrics.)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    if address is None:
+        # Ray gives a cluster it starts itself token authentication, and logs a warning saying so on every run: that
+        # cluster is this process's own, with nothing for the user to act on. (Setting RAY_AUTH_MODE here instead
+        # would not do: Ray read its config when ray.tune was imported, and its GCS would then start without a token.)
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     import ray
 
+    if address is not None:
+        _check_joinable(address)
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -166,6 +175,60 @@ def _start_ray(address: str | None) -> None:
         raise RayUnavailable(f"cannot start or join Ray at {address or 'a local instance'}: {first_line}") from None
     # Tune's own result files are off (our callback logs to MLflow), so its read-back would warn for nothing.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+
+
+AUTH_MODE, AUTH_TOKEN = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"  # how Ray 2.60 takes a cluster's token (or ~/.ray/auth_token)
+PROBE_TIMEOUT_MS = 5000  # Ray's client gives up on an address where nothing answers after about 11 s all the same
+
+
+def _check_joinable(address: str) -> None:
+    """Asks the cluster at ``HOST:PORT`` once (under a second) whether it lets this process in. Otherwise a cluster
+    with token authentication makes ``ray.init`` retry for 20 s, logging ``InvalidAuthToken`` each time, and end in
+    "Failed to connect", which does not say why; an address where nothing answers fails here too, after Ray's one
+    connection timeout (about 11 s), instead of minutes of retries. ``auto`` and ``ray://`` addresses go to
+    ``ray.init`` as they are."""
+    if "://" in address or ":" not in address:
+        return
+    try:  # Ray's own GCS client (private API, Ray 2.60): a Ray without it joins as before
+        from ray._raylet import InnerGcsClient
+        from ray.exceptions import AuthenticationError, RpcError
+    except ImportError:
+        return
+    try:
+        with _stderr_to_devnull():  # Ray's C++ client logs its failure on stderr: our one line says it
+            InnerGcsClient.standalone(address, None, PROBE_TIMEOUT_MS)
+    except AuthenticationError:
+        raise RayUnavailable(f"cannot join Ray at {address}: {_token_advice()}") from None
+    except RpcError as exc:
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise RayUnavailable(f"cannot start or join Ray at {address}: {first_line}") from None
+
+
+def _token_advice() -> str:
+    if os.environ.get(AUTH_MODE, "").lower() == "token":
+        return (
+            f"the cluster refuses this process's auth token: set {AUTH_TOKEN} to the cluster's (`ray get-auth-token` "
+            "on its head node prints it)"
+        )
+    return (
+        f"the cluster uses token authentication and needs its auth token: set {AUTH_MODE}=token and {AUTH_TOKEN} "
+        "to the cluster's token (`ray get-auth-token` on its head node prints it)"
+    )
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+    """File descriptor 2 points at /dev/null meanwhile (what C++ code writes there, too)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class RayUnavailable(RuntimeError):

@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 from mlflow.entities import Run
 
+from mm1core.runnames import ERROR, TRIAL_KEY
 from orchestrator.expand import Trial
-from orchestrator.tracking import TRIAL_KEY
 
 _PREFERENCE = {"FINISHED": 3, "RUNNING": 2, "FAILED": 1, "KILLED": 0}
 
@@ -54,8 +54,8 @@ def _row(trial: Trial, run: Run | None) -> dict[str, Any]:
     row["steps"] = metrics.get("perf/steps")
     row["train_s"] = metrics.get("perf/train_seconds")
     row["trial_key"] = trial.key
-    if run and run.data.tags.get("mm1.error"):
-        row["error"] = run.data.tags["mm1.error"][:80]
+    if run and run.data.tags.get(ERROR):
+        row["error"] = run.data.tags[ERROR][:80]
     return row
 
 
@@ -75,20 +75,30 @@ def format_table(table: pd.DataFrame) -> str:
 def overhead_line(table: pd.DataFrame, ran_keys: set[str], wall_seconds: float, concurrency: int | None) -> str:
     """Sweep wall time against summed training time.
 
-    Overhead per trial = (wall - summed training) / trials run; with trials overlapping this can be negative,
-    so the line also gives it against an ideal packing, (wall - summed training / concurrency) / trials.
+    One trial at a time: per-trial overhead = (wall - summed training) / trials run. Trials at once: the summed
+    training time may exceed the wall time, so the line gives the parallel speed-up (summed training / wall) and
+    the overhead against the ``c`` slots in use, (wall x c - summed training) / trials (slot time not spent
+    training: startup, idle slots, evaluation). An overhead is shown only when it is not negative (the two clocks
+    are read in different processes); unknown concurrency (as many as resources allow) gives the speed-up alone.
     """
     ran = len(ran_keys)
     trained = float(table.loc[table["trial_key"].isin(ran_keys), "train_s"].dropna().sum())
-    per_trial = (wall_seconds - trained) / ran if ran else 0.0
-    line = (
-        f"sweep wall time {wall_seconds:.1f} s for {ran} trial(s); summed training time {trained:.1f} s; "
-        f"per-trial overhead {per_trial:+.1f} s (wall - summed training, per trial)"
-    )
-    if concurrency and concurrency > 1:
-        packed = (wall_seconds - trained / min(concurrency, ran)) / ran
-        line += f"; {packed:+.1f} s against {min(concurrency, ran)} trials at once"
+    slots = min(concurrency, ran) if concurrency else None
+    if slots == 1 or ran <= 1:
+        line = f"sweep wall time {wall_seconds:.1f} s for {ran} trial(s); summed training time {trained:.1f} s"
+        return line + _overhead(wall_seconds, trained, ran, "wall - summed training, per trial")
+    at_once = f", {slots} at once" if slots else ""
+    line = f"sweep wall time {wall_seconds:.1f} s for {ran} trial(s){at_once}; summed training time {trained:.1f} s"
+    if wall_seconds > 0:
+        line += f"; parallel speed-up {trained / wall_seconds:.2f}x (summed training / wall)"
+    if slots:
+        line += _overhead(wall_seconds * slots, trained, ran, f"wall x {slots} - summed training, per trial")
     return line
+
+
+def _overhead(slot_seconds: float, trained: float, ran: int, how: str) -> str:
+    per_trial = (slot_seconds - trained) / ran if ran else 0.0
+    return f"; per-trial overhead {per_trial:.1f} s ({how})" if per_trial >= 0 else ""
 
 
 def compute_line(table: pd.DataFrame, trials: list[Trial], ran_keys: set[str], stopped: list[str]) -> str:

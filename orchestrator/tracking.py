@@ -1,54 +1,60 @@
 """MLflow, laid out as DESIGN.md promises: a parent run per sweep, a nested child run per trial.
 
 Only the driver writes (one writer: no sqlite lock contention between trials). Trials stream their
-metrics to the driver through Ray Tune results; ``TrialLogger`` turns them into batched MLflow writes.
+metrics to the driver through Ray Tune results; ``TrialLogger`` turns them into batched MLflow writes. The names
+of the layout (tags, roles) are ``mm1core.runnames``, shared with the reader, ``dashboards.runs``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from orchestrator.expand import Trial
+from dashboards.runs import search_all_runs
+from mm1core.cli_common import resolve_tracking_uri as resolve_tracking_uri  # re-exported (orchestrator.lineage)
+from mm1core.cli_common import sqlite_path
+from mm1core.cli_common import store_exists as store_exists  # re-exported (orchestrator.lineage)
+from mm1core.runnames import (
+    ATTEMPTS,
+    CHECKPOINT_TAG,
+    CHECKPOINTS_TAG,
+    EARLIER_ERROR,
+    ERROR,
+    INIT_FROM_RUN,
+    NOTE,
+    PARENT_RUN_ID,
+    PROFILE_TAG,
+    ROLE,
+    SWEEP,
+    SWEEP_ROLE,
+    TRIAL_KEY,
+    TRIAL_ROLE,
+    VARIED_TAG,
+)
+from mm1core.runnames import STOPPED_EARLY as STOPPED_EARLY  # re-exported (orchestrator.lineage)
 
-ROLE, SWEEP, TRIAL_KEY, ERROR = "mm1.role", "mm1.sweep", "mm1.trial_key", "mm1.error"
-CHECKPOINT_TAG = "mm1.checkpoint"
-CHECKPOINTS_TAG = "mm1.checkpoints"  # JSON {step: path}: the models train.save_at_steps saved, and the last one
-VARIED_TAG = "mm1.varied"  # JSON {dotted path: value}: what the trial's sweep varies, as the trial has it
-STOPPED_EARLY = "mm1.stopped_early"  # tag of a trial the scheduler (ASHA) stopped before train.max_steps
-INIT_FROM_RUN = "mm1.init_from_run"  # the run whose checkpoint a trial started from (train.init_from)
-PROFILE_TAG = "mm1.profile"
-DRIVER, ATTEMPTS, RESUMED = "mm1.driver", "mm1.attempts", "mm1.resumed_from_step"  # who runs it; tries; resume
-EARLIER_ERROR = "mm1.earlier_error"  # the error of the attempt before, once a trial is tried again
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
 
 
-def resolve_tracking_uri(uri: str | None) -> str:
-    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db`` (absolute)."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
-    return uri
+class PlannedTrial(Protocol):
+    """What the tracker reads of an expanded trial (``orchestrator.expand.Trial``)."""
 
-
-def sqlite_path(uri: str) -> Path | None:
-    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-
-
-def store_exists(uri: str) -> bool:
-    """False for a sqlite file that is not there yet (reading must not create it)."""
-    path = sqlite_path(uri)
-    return path is None or path.exists()
+    @property
+    def key(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def config(self) -> Any: ...  # the resolved TrialConfig
+    @property
+    def varied(self) -> dict[str, Any]: ...
+    @property
+    def derived(self) -> dict[str, Any]: ...
 
 
 class Tracker:
@@ -86,7 +92,9 @@ class Tracker:
                 self.client.set_tag(run_id, PROFILE_TAG, profile)
 
     # ------------------------------------------------------------------ experiments and runs
-    def experiment_id(self, name: str, create: bool = True) -> str | None:
+    def experiment_id(self, name: str, create: bool = True, description: str = "") -> str | None:
+        """The id of experiment ``name``; created when missing (and ``create``), with ``description`` as the
+        description the MLflow UI shows. An existing experiment keeps its own."""
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
@@ -94,15 +102,16 @@ class Tracker:
             return None
         db = sqlite_path(self.uri)
         location = (db.parent / "mlartifacts").as_uri() if db else None
-        return self.client.create_experiment(name, artifact_location=location)
+        tags = {NOTE: description} if description else None
+        return self.client.create_experiment(name, artifact_location=location, tags=tags)
 
     def sweep_run(self, experiment_id: str, sweep: str) -> Run | None:
-        runs = self._search(experiment_id, f"tags.`{ROLE}` = 'sweep' AND tags.`{SWEEP}` = '{_quote(sweep)}'")
+        runs = self._search(experiment_id, f"tags.`{ROLE}` = '{SWEEP_ROLE}' AND tags.`{SWEEP}` = '{_quote(sweep)}'")
         return runs[0] if runs else None
 
     def trial_runs(self, experiment_id: str, sweep: str) -> list[Run]:
         """Every trial run of the sweep, newest first."""
-        return self._search(experiment_id, f"tags.`{ROLE}` = 'trial' AND tags.`{SWEEP}` = '{_quote(sweep)}'")
+        return self._search(experiment_id, f"tags.`{ROLE}` = '{TRIAL_ROLE}' AND tags.`{SWEEP}` = '{_quote(sweep)}'")
 
     def _search(self, experiment_id: str, query: str) -> list[Run]:
         return search_all_runs(self.client, experiment_id, query)
@@ -114,14 +123,14 @@ class Tracker:
             run_id = existing.info.run_id
             self.client.update_run(run_id, status="RUNNING")
         else:
-            run = self.client.create_run(experiment_id, run_name=sweep, tags={ROLE: "sweep", SWEEP: sweep})
+            run = self.client.create_run(experiment_id, run_name=sweep, tags={ROLE: SWEEP_ROLE, SWEEP: sweep})
             run_id = run.info.run_id
         self.client.log_text(run_id, spec_text, "sweep.yaml")
         self.client.log_dict(run_id, plan, "plan.json")
         return run_id
 
-    def start_trial_run(self, experiment_id: str, parent_id: str, sweep: str, trial: Trial) -> str:
-        tags = {MLFLOW_PARENT_RUN_ID: parent_id, ROLE: "trial", SWEEP: sweep, TRIAL_KEY: trial.key, ATTEMPTS: "1"}
+    def start_trial_run(self, experiment_id: str, parent_id: str, sweep: str, trial: PlannedTrial) -> str:
+        tags = {PARENT_RUN_ID: parent_id, ROLE: TRIAL_ROLE, SWEEP: sweep, TRIAL_KEY: trial.key, ATTEMPTS: "1"}
         tags[VARIED_TAG] = json.dumps(trial.varied, default=str)[:5000]
         source = trial.config.train.init_from
         if source is not None and source.run:
@@ -186,20 +195,6 @@ def trial_params(config: Any) -> dict[str, Any]:
 
     vocab_size = build_tokenizer(config.data.tokenizer).vocab_size
     return {**config.flat_params(), **config.model.parameter_counts(vocab_size)}
-
-
-def search_all_runs(client: MlflowClient, experiment_id: str, query: str) -> list[Run]:
-    """Every run of the experiment matching ``query``, newest first, across MLflow's result pages."""
-    runs: list[Run] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment_id], query, max_results=1000, page_token=token, order_by=["attributes.start_time DESC"]
-        )
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def _quote(value: str) -> str:

@@ -1,30 +1,21 @@
 """The Ray Tune function trainable: one trial = one call of ``mm1core.train.train_trial``.
 
 Runs inside a (re-used) Ray worker. It never talks to MLflow: metrics travel to the driver as Tune
-results, in bursts, and the driver is the single MLflow writer (see ``orchestrator.tracking``).
+results, in bursts, and the driver is the single MLflow writer (see ``orchestrator.tracking``). The payload and
+the keys of a result are ``orchestrator.payload``'s, shared with the data-parallel ranks.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ray import tune
 
-if TYPE_CHECKING:  # mm1core (and Lightning) load inside the trial, not in the driver
-    from mm1core.train import DataParallel, MetricSink, TrialResult
+from orchestrator.distributed import run_distributed
+from orchestrator.payload import HISTORY, NODE, STEP, error_report, final_report, train_payload
 
-# Keys of a reported result (besides metric names themselves).
-HISTORY, STEP, FINAL, ERROR = "mm1/history", "step", "mm1/final", "mm1/error"
-CHECKPOINT, PREDICTIONS = "mm1/checkpoint", "mm1/predictions"
-CHECKPOINTS = "mm1/checkpoints"  # train.save_at_steps: {step: path} of the models saved along the way
-NODE = "mm1/node"  # the Ray node the trial runs on (tag mm1.node: where a cluster put it)
-# A data-parallel trial's Ray Train worker group (placement group id, hex), reported by rank 0: the driver removes
-# it when the trial ends, since a trial stopped by the scheduler is killed before Ray Train can release it.
-WORKER_GROUP = "mm1/worker_group"
-PROFILE = "mm1/profile"  # where a trial with train.profile wrote its profiler trace
 REPORT_EVERY_S = 10.0  # the longest a trial holds back its step metrics (TuneSink)
 
 
@@ -83,8 +74,6 @@ def tune_trial(config: dict[str, Any]) -> None:
     payload = config["trial_payload"]
     sink = TuneSink(state_every=payload["trial"]["train"].get("checkpoint_every_n_steps"))
     if payload.get("workers", 1) > 1:
-        from orchestrator.distributed import run_distributed
-
         return run_distributed(payload, sink)
     try:
         result = train_payload(payload, sink)
@@ -93,39 +82,3 @@ def tune_trial(config: dict[str, Any]) -> None:
         sink.flush(**error_report(exc))
         raise
     sink.flush(**final_report(result))
-
-
-def train_payload(
-    payload: Mapping[str, Any], sink: MetricSink | None, parallel: DataParallel | None = None
-) -> TrialResult:
-    """``mm1core.train.train_trial`` on the payload's trial (a ``TrialResult``); ``parallel`` for a DDP rank."""
-    from mm1core.config import TrialConfig
-    from mm1core.train import train_trial
-
-    return train_trial(
-        TrialConfig.model_validate(payload["trial"]),
-        sink=sink,
-        progress_bar=False,
-        threads=payload["threads"],
-        checkpoint=payload.get("checkpoint"),
-        state_dir=payload.get("state_dir"),
-        parallel=parallel,
-    )
-
-
-def error_report(exc: BaseException) -> dict[str, str]:
-    """The extra keys of a failed trial's last result: its cause on one line."""
-    return {ERROR: f"{type(exc).__name__}: {exc}"}
-
-
-def final_report(result: TrialResult) -> dict[str, Any]:
-    """The extra keys of a finished trial's last result."""
-    return {
-        FINAL: 1.0,
-        CHECKPOINT: result.checkpoint,
-        CHECKPOINTS: json.dumps({str(step): path for step, path in result.checkpoints.items()}),
-        PREDICTIONS: result.predictions,
-        PROFILE: result.profile,
-        "perf/train_seconds": result.train_seconds,
-        "perf/eval_seconds": result.eval_seconds,
-    }

@@ -8,10 +8,8 @@ A record that cannot be read raises ``BadRecord``: the data pipeline skips and c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
 
-if TYPE_CHECKING:
-    from mm1core.data.world import Scene
+from mm1core.data.scene import Scene
 
 IMAGE = "<image>"
 STREAMS = ("caption", "interleaved", "text")  # MM1 Sec. 3.3: the three kinds of pre-training data
@@ -30,7 +28,7 @@ class EncodedImage:
     origin: str
 
 
-ImageLike = Union["Scene", EncodedImage]
+ImageLike = Scene | EncodedImage
 
 
 @dataclass(frozen=True)

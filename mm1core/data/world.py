@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from mm1core.data.records import IMAGE, Document
+from mm1core.data.scene import SIZES, Scene, SceneText, WorldObject
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 40, 40),
@@ -45,7 +46,6 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "orange": (240, 130, 20),
 }
 SHAPES = ("circle", "square", "triangle", "diamond")
-SIZES: dict[str, float] = {"small": 0.085, "large": 0.14}  # half-extent, in image widths
 # Slot centres (x, y) in image widths, y pointing down; an object's position word is the slot of its centre.
 # In reading order: captions list a scene's objects in this order.
 POSITIONS: dict[str, tuple[float, float]] = {
@@ -93,46 +93,6 @@ class Split(IntEnum):
     TEXT_SUPPORT = 6  # demonstrations for text-only few-shot prompts
     SFT = 7  # instruction conversations for supervised fine-tuning (MM1 Sec. 5)
     SFT_EVAL = 8  # held-out instruction conversations (``eval/sft/loss``)
-
-
-@dataclass(frozen=True)
-class WorldObject:
-    """One shape: ``x, y`` is its centre and ``radius`` its half-extent, both in image widths."""
-
-    colour: str
-    shape: str
-    size: str
-    position: str
-    x: float
-    y: float
-
-    @property
-    def radius(self) -> float:
-        return SIZES[self.size]
-
-
-@dataclass(frozen=True)
-class SceneText:
-    """A word or number written in a free position slot; ``x, y`` is the top-left corner of its glyph grid, in
-    image widths, on the grid of ``GLYPH_CELL`` (so strokes fall on whole pixels at 64 and 128 px)."""
-
-    text: str
-    position: str
-    x: float
-    y: float
-
-    @property
-    def is_number(self) -> bool:
-        return self.text.isdigit()
-
-
-@dataclass(frozen=True)
-class Scene:
-    """1-3 objects and optionally a text on a plain grey background (``background`` is one grey level)."""
-
-    objects: tuple[WorldObject, ...]
-    background: int
-    text: SceneText | None = None
 
 
 def item_rng(seed: int, split: Split, index: int) -> np.random.Generator:

@@ -13,24 +13,19 @@ pre-training names above.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import torch
 
 from mm1core.config import TrialConfig
-from mm1core.data.dataset import Sample, collate, encode_document
+from mm1core.data.dataset import Sample, encode_document
 from mm1core.data.tokenizer import TextTokenizer
 from mm1core.data.world import Split, caption_document, item_rng
-from mm1core.evaluate.tasks import build_tasks, textcore
+from mm1core.evaluate.instruct import instruction_evaluation, instruction_loss
+from mm1core.evaluate.scores import Evaluation, target_loss
+from mm1core.evaluate.tasks import build_tasks
+from mm1core.evaluate.textcore import textcore_score
 from mm1core.model import MM1Model
-from mm1core.module import next_token_loss
-
-
-@dataclass
-class Evaluation:
-    metrics: dict[str, float]
-    predictions: list[dict] = field(default_factory=list)  # rows: task, shots, item, prompt, prediction, references
 
 
 def heldout_samples(cfg: TrialConfig, tokenizer: TextTokenizer) -> list[Sample]:
@@ -44,21 +39,6 @@ def heldout_samples(cfg: TrialConfig, tokenizer: TextTokenizer) -> list[Sample]:
 def heldout_loss(model: MM1Model, cfg: TrialConfig, tokenizer: TextTokenizer) -> float:
     """Mean next-token loss per text target over the held-out caption pairs."""
     return target_loss(model, heldout_samples(cfg, tokenizer), cfg.eval.batch_size, tokenizer.pad_id)
-
-
-@torch.inference_mode()
-def target_loss(model: MM1Model, samples: Sequence[Sample], batch_size: int, pad_id: int) -> float:
-    """Mean next-token loss per target (``loss_mask``) over ``samples``, ``batch_size`` at a time."""
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for start in range(0, len(samples), batch_size):
-        batch = collate(samples[start : start + batch_size], pad_id)
-        token_ids, loss_mask = batch["token_ids"].to(device), batch["loss_mask"].to(device)
-        targets = int(loss_mask[:, 1:].sum())
-        logits = model(token_ids, batch["images"].to(device))
-        total += float(next_token_loss(logits, token_ids, loss_mask)) * targets
-        count += targets
-    return total / count
 
 
 def evaluate(
@@ -76,8 +56,6 @@ def evaluate(
     model.eval()
     with torch.inference_mode(), autocast():
         if cfg.train.stage == "sft":
-            from mm1core.evaluate.instruct import instruction_evaluation  # it imports this module
-
             result = instruction_evaluation(model, cfg, tokenizer)
         else:
             result = pretraining_evaluation(model, cfg, tokenizer)
@@ -99,7 +77,7 @@ def pretraining_evaluation(model: MM1Model, cfg: TrialConfig, tokenizer: TextTok
         if scores:
             result.metrics[f"eval/avg/{shots}shot"] = sum(scores.values()) / len(scores)
     if cfg.eval.textcore:
-        outcome = textcore(model, cfg, tokenizer)
+        outcome = textcore_score(model, cfg, tokenizer)
         result.metrics["eval/textcore"] = outcome.score
         result.predictions += outcome.predictions
     result.metrics["eval/loss"] = heldout_loss(model, cfg, tokenizer)
@@ -119,8 +97,6 @@ def evaluate_loss(
     model.eval()
     with torch.inference_mode(), autocast():
         if cfg.train.stage == "sft":
-            from mm1core.evaluate.instruct import instruction_loss  # it imports this module
-
             result = Evaluation(instruction_loss(model, cfg, tokenizer))
         else:
             result = Evaluation({"eval/loss": heldout_loss(model, cfg, tokenizer)})

@@ -25,7 +25,7 @@ from mm1core.data.sft import chat_prompt, encode_conversation, heldout_conversat
 from mm1core.data.tokenizer import TextTokenizer
 from mm1core.data.world import CAPTION_REQUEST, ONE_WORD
 from mm1core.evaluate.generate import complete
-from mm1core.evaluate.harness import Evaluation, target_loss
+from mm1core.evaluate.scores import Evaluation, target_loss
 from mm1core.evaluate.tasks import Example, FewShotTask, TaskResult, build_tasks, prediction_row
 from mm1core.model import MM1Model
 
@@ -87,7 +87,8 @@ def instruction_loss(model: MM1Model, cfg: TrialConfig, tokenizer: TextTokenizer
 
 def instruction_evaluation(model: MM1Model, cfg: TrialConfig, tokenizer: TextTokenizer) -> Evaluation:
     """``eval/sft/<task>`` for every task of ``cfg.eval.tasks``, ``eval/sft/avg`` and ``eval/sft/loss``. The model
-    is in eval mode, under ``torch.inference_mode`` and the trial's autocast (``harness.evaluate`` sees to it)."""
+    is in eval mode, under ``torch.inference_mode`` and the trial's autocast (``mm1core.evaluate.harness.evaluate``
+    sees to it)."""
     result = Evaluation({})
     scores = {}
     for task in build_tasks(cfg):

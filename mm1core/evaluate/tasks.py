@@ -2,7 +2,8 @@
 
 A task of ``eval.tasks`` is an embedded-world set (``caption``, ``vqa``, ``reading``, ``counting``) or a
 benchmark on disk (``FileTask``: ``coco-captions`` or ``vqav2``); ``build_tasks`` makes them in config order, by
-the names of two registries. ``textcore`` scores the text-only multiple-choice sets of ``eval.textcore``.
+the names of two registries. ``mm1core.evaluate.textcore`` scores the text-only multiple-choice sets of
+``eval.textcore``.
 
 Generation tasks follow MM1's protocol for pre-trained models: a k-shot prompt is k demonstrations (an image
 and its completed answer, each on its own line) then the test image and the open prompt, answered greedily up
@@ -207,11 +208,3 @@ def build_task(spec: str | FileTask) -> Task:
 def build_tasks(cfg: TrialConfig) -> list[Task]:
     """The tasks of ``cfg.eval.tasks``, in order; an unknown name raises, listing the known ones."""
     return [build_task(spec) for spec in cfg.eval.tasks]
-
-
-def textcore(model: MM1Model, cfg: TrialConfig, tokenizer: TextTokenizer) -> TaskResult:
-    """``eval/textcore``: multiple-choice accuracy by log-likelihood over the sets of ``cfg.eval.textcore``, the
-    mean over sets, in percent (see ``mm1core.evaluate.textcore``)."""
-    from mm1core.evaluate.textcore import textcore_score  # it returns a TaskResult: imported here, not above
-
-    return textcore_score(model, cfg, tokenizer)

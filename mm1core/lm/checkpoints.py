@@ -5,7 +5,8 @@ Supported: ``model_type`` llama or mistral (a mistral sliding window caps ``max_
 attention is the same), SiLU, no biases, default RoPE, ``head_dim = hidden_size / num_attention_heads``.
 Weights from ``model.safetensors``, a sharded ``model.safetensors.index.json``, or ``pytorch_model.bin``
 (sharded or not). ``checkpoint_problem`` and ``preset_from_checkpoint`` read only ``config.json`` and import
-no torch, so a sweep validates its trials without it; ``load_decoder`` imports torch when called.
+no torch, so a sweep validates its trials without it; ``decoder_weights`` imports torch when called, and
+``mm1core.lm.decoder.load_decoder`` builds the module from them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from mm1core.lm.presets import DECODERS, FROM_CHECKPOINT, LMPreset
 
 if TYPE_CHECKING:
     import torch
-
-    from mm1core.lm.decoder import Decoder
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral")
 _WHY_NOT = {"qwen2": "has q/k/v projection biases", "qwen3": "normalises queries and keys", "gemma": "uses GeGLU MLPs"}
@@ -170,24 +169,21 @@ def preset_from_checkpoint(path: str | os.PathLike[str]) -> LMPreset:
 
 
 # -------------------------------------------------------------------------------------------- weights
-def load_decoder(
+def decoder_weights(
     path: str | os.PathLike[str],
     vocab_size: int | None = None,
     *,
     preset: LMPreset | None = None,
     dtype: torch.dtype | None = None,
-) -> Decoder:
-    """A ``Decoder`` with the checkpoint's shape (or ``preset``, which must match it) and weights.
+) -> tuple[LMPreset, int, dict[str, torch.Tensor]]:
+    """What ``mm1core.lm.decoder.load_decoder`` builds a ``Decoder`` from: the checkpoint's shape (or ``preset``,
+    which must match it), the vocabulary size and the state dict under ``Decoder`` names, cast to ``dtype``
+    (default fp32).
 
     ``vocab_size`` ``None`` keeps the checkpoint's; another size keeps the first ``min(V, V_ckpt)`` rows of
     the embedding (and untied head) and initialises any new rows N(0, 0.02), as ``resize_token_embeddings``.
-    Weights are cast to ``dtype`` (default fp32). Built on the meta device and filled in place, so a 7B
-    checkpoint never holds two copies.
     """
     import torch
-
-    from mm1core.lm.decoder import Decoder
-    from mm1core.lm.layers import RotaryEmbedding
 
     found, config = preset_from_checkpoint(path), read_config(path)
     problem = None if preset is None else preset_mismatch(config, preset, "the given preset")
@@ -200,11 +196,7 @@ def load_decoder(
     vocab_size = vocab_size or checkpoint_vocab
     if vocab_size != checkpoint_vocab:
         state = resize_vocab(state, vocab_size)
-    with torch.device("meta"):
-        decoder = Decoder(preset, vocab_size)
-    decoder.load_state_dict(state, strict=True, assign=True)
-    decoder.rotary = RotaryEmbedding(preset.head_dim, preset.rope_theta)  # a buffer, not in the state dict
-    return decoder
+    return preset, vocab_size, state
 
 
 def read_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

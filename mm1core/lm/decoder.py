@@ -13,12 +13,13 @@ and its padding mask, and a prompt then decodes the same alone as in a batch.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mm1core.lm.checkpoints import checkpoint_problem, load_decoder, read_config
+from mm1core.lm.checkpoints import checkpoint_problem, decoder_weights, read_config
 from mm1core.lm.config import MoEConfig
 from mm1core.lm.layers import Block, LayerCache, RMSNorm, RotaryEmbedding, SwiGLU
 from mm1core.lm.moe import MoEFeedForward
@@ -169,3 +170,21 @@ def build_decoder(
         raise ValueError(problem)
     vocab_size = max(vocab_size, read_config(checkpoint)["vocab_size"])
     return load_decoder(checkpoint, vocab_size, preset=None if name == FROM_CHECKPOINT else DECODERS.get(name))
+
+
+def load_decoder(
+    path: str | os.PathLike[str],
+    vocab_size: int | None = None,
+    *,
+    preset: LMPreset | None = None,
+    dtype: torch.dtype | None = None,
+) -> Decoder:
+    """A ``Decoder`` with the Hugging Face checkpoint's shape (or ``preset``, which must match it) and weights
+    (``mm1core.lm.checkpoints.decoder_weights``: vocabulary resized, cast to ``dtype``). Built on the meta device
+    and filled in place, so a 7B checkpoint never holds two copies."""
+    preset, vocab_size, state = decoder_weights(path, vocab_size, preset=preset, dtype=dtype)
+    with torch.device("meta"):
+        decoder = Decoder(preset, vocab_size)
+    decoder.load_state_dict(state, strict=True, assign=True)
+    decoder.rotary = RotaryEmbedding(preset.head_dim, preset.rope_theta)  # a buffer, not in the state dict
+    return decoder

@@ -44,8 +44,6 @@ from mm1core.vision.presets import ENCODERS, FROM_CHECKPOINT, ViTPreset
 if TYPE_CHECKING:
     import torch
 
-    from mm1core.vision.vit import VisionTransformer
-
 OPEN_CLIP_SUFFIXES = (".pt", ".bin", ".pth", ".safetensors")
 _OPEN_CLIP_DIRECTORY_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 _HF_MODEL_TYPES = {
@@ -102,7 +100,7 @@ def preset_from_checkpoint(path: str | Path) -> tuple[ViTPreset, int]:
 
 
 def checkpoint_problem(path: str, name: str) -> str | None:
-    """Why ``load_encoder(path, ..., name)`` would fail, or None: a missing path, an unknown format, an unknown
+    """Why ``vit.load_encoder(path, ..., name)`` would fail, or None: a missing path, an unknown format, an unknown
     name, or for a registered name each field that differs (``"width 32 in the checkpoint, 64 in vit-tiny"``)."""
     try:
         inspection = _inspect(Path(path))
@@ -114,26 +112,17 @@ def checkpoint_problem(path: str, name: str) -> str | None:
     return _name_problem(inspection, name)
 
 
-def load_encoder(path: str | Path, resolution: int, name: str = FROM_CHECKPOINT) -> VisionTransformer:
-    """A ``VisionTransformer`` with the checkpoint's weights, its positional embeddings resized to
-    ``resolution``. ``name`` is ``FROM_CHECKPOINT`` (shape and style from the checkpoint) or a registered preset
-    the checkpoint must fit (its style then decides the output norm, and for OpenCLIP files the activation and
-    heads). Weights are cast to torch's default dtype."""
-    import torch
-
-    from mm1core.vision.vit import VisionTransformer
-
+def encoder_weights(path: str | Path, name: str = FROM_CHECKPOINT) -> tuple[ViTPreset, int, dict[str, torch.Tensor]]:
+    """What ``mm1core.vision.vit.load_encoder`` builds a ``VisionTransformer`` from: the preset (the checkpoint's
+    for ``FROM_CHECKPOINT``, else the registered ``name``, which the checkpoint must fit; its style then decides
+    the output norm, and for OpenCLIP files the activation and heads), the resolution the checkpoint was made at,
+    and the state dict under the encoder's names."""
     inspection = _inspect(Path(path))
     problem = _name_problem(inspection, name)
     if problem:
         raise ValueError(problem)
     preset = inspection.preset if name == FROM_CHECKPOINT else ENCODERS.get(name)
-    with torch.device("meta"):  # no memory and no random init for weights about to be replaced
-        encoder = VisionTransformer(preset, inspection.resolution)
-    encoder.load_state_dict(_encoder_state_dict(inspection, preset), strict=True, assign=True)
-    if resolution != inspection.resolution:
-        encoder.resize_position_embedding_(resolution)
-    return encoder
+    return preset, inspection.resolution, _encoder_state_dict(inspection, preset)
 
 
 # ------------------------------------------------------------------------------------------- inspection

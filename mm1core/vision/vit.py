@@ -13,12 +13,14 @@ resolution (Dosovitskiy et al., 2021, Sec. 3.2), DeiT (Touvron et al., 2021) and
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mm1core.layers import Block, init_transformer_weights
-from mm1core.vision.checkpoints import load_encoder
+from mm1core.vision.checkpoints import encoder_weights
 from mm1core.vision.presets import ENCODERS, FROM_CHECKPOINT, ViTPreset
 
 
@@ -108,3 +110,16 @@ def build_encoder(name: str, resolution: int, checkpoint: str | None = None) -> 
     if name == FROM_CHECKPOINT:
         raise ValueError(f"encoder {FROM_CHECKPOINT!r} needs a checkpoint path")
     return VisionTransformer(ENCODERS.get(name), resolution)
+
+
+def load_encoder(path: str | Path, resolution: int, name: str = FROM_CHECKPOINT) -> VisionTransformer:
+    """A ``VisionTransformer`` with the checkpoint's weights (``mm1core.vision.checkpoints.encoder_weights``), its
+    positional embeddings resized to ``resolution``. ``name`` is ``FROM_CHECKPOINT`` (shape and style from the
+    checkpoint) or a registered preset the checkpoint must fit. Weights are cast to torch's default dtype."""
+    preset, made_at, state = encoder_weights(path, name)
+    with torch.device("meta"):  # no memory and no random init for weights about to be replaced
+        encoder = VisionTransformer(preset, made_at)
+    encoder.load_state_dict(state, strict=True, assign=True)
+    if resolution != made_at:
+        encoder.resize_position_embedding_(resolution)
+    return encoder

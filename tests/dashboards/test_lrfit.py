@@ -162,7 +162,7 @@ def test_cli_recovers_known_law_and_logs_outputs(store, tmp_path: Path):
     fake, parents = store
     out = tmp_path / "report"
     result = run_mm1(
-        "fit-lr", "--experiment", "law", "--tracking-uri", fake.uri, "--json", "--predict", "3e10",
+        "fit-lr", "--experiment", "law", "--tracking-uri", fake.uri, "--json", "--predict", "3e10", "30000000000",
         "--out", str(out), cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -186,7 +186,9 @@ def test_cli_recovers_known_law_and_logs_outputs(store, tmp_path: Path):
     assert fit["ci95"]["b"][0] < fit["b"] < fit["ci95"]["b"][1]
     assert fit["r2"] > 0.95
 
-    prediction = fit["predict"]["3e+10"]
+    assert list(fit["predict"]) == ["3e10", "30000000000"]  # keyed by each size as the user wrote it
+    assert fit["predict"]["30000000000"] == fit["predict"]["3e10"]
+    prediction = fit["predict"]["3e10"]
     assert prediction["lr"] == pytest.approx(math.exp(fit["a"] * math.log(3e10) + fit["b"]))
     assert prediction["lr"] == pytest.approx(true_lr(3e10), rel=0.5)
     assert prediction["weight_decay"] == pytest.approx(0.1 * prediction["lr"])

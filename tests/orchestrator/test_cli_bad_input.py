@@ -67,6 +67,30 @@ def test_validate_and_plan_json(write_yaml, tmp_path: Path):
     assert len({p["trial_key"] for p in plan}) == 2
 
 
+def test_set_overrides_the_base_of_every_verb(write_yaml, tmp_path: Path):
+    spec = write_yaml(GOOD)
+    plain = json.loads(run_mm1("sweep", "plan", "--json", str(spec), cwd=tmp_path).stdout)
+    shorter = run_mm1("sweep", "plan", "--json", str(spec), "--set", "train.max_steps=3", cwd=tmp_path)
+    assert shorter.returncode == 0, shorter.stderr
+    assert {p["trial_key"] for p in json.loads(shorter.stdout)}.isdisjoint(p["trial_key"] for p in plain)
+    for verb in ("validate", "plan", "run", "status"):
+        result = run_mm1("sweep", verb, str(spec), "--set", "train.lrr=1", "--set", "oops", cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [f"mm1: error: {spec}: --set 'oops': expected dotted.path=value"]
+        assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_set_on_a_trial_file_is_checked_before_training(write_yaml, tmp_path: Path):
+    trial = write_yaml({"train": {"max_steps": 5}}, "trial.yaml")
+    result = run_mm1("train", str(trial), "--set", "train.lrr=1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"mm1: error: {trial}: --set train.lrr: train has no field 'lrr'")
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = run_mm1("train", str(trial), "--set", "model.connector.num_tokens=7", cwd=tmp_path)
+    assert result.returncode == 2 and "model.connector.num_tokens: avg-pool cannot give 7 tokens" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_bad_input_never_imports_ray_torch_or_mlflow(write_yaml, tmp_path: Path):
     """Nothing heavy is started before the input is known to be good."""
     spec = write_yaml(BAD_SPECS["unknown-key"])

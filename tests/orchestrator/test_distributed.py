@@ -22,8 +22,8 @@ from orchestrator.distributed import (
     run_distributed,
     trial_resources,
 )
+from orchestrator.payload import ERROR, FINAL, WORKER_GROUP
 from orchestrator.spec import Resources
-from orchestrator.trainable import ERROR, FINAL, WORKER_GROUP
 
 
 class RecordingSink:

@@ -31,7 +31,7 @@ from mm1core.data.datamodule import PretrainingData
 from mm1core.data.tokenizer import build_tokenizer
 from mm1core.train import train_trial
 from orchestrator.distributed import run_distributed
-from orchestrator.trainable import CHECKPOINT, ERROR, FINAL, PREDICTIONS, WORKER_GROUP
+from orchestrator.payload import CHECKPOINT, ERROR, FINAL, PREDICTIONS, WORKER_GROUP
 
 pytestmark = pytest.mark.slow
 

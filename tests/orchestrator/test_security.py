@@ -22,8 +22,11 @@ import pytest
 import torch
 import yaml
 
-from mm1core.config import TrialConfig, paths_relative_to, set_path
-from orchestrator.cli import _load, _load_trial, _where_to_look, main
+from mm1core.config import TrialConfig, set_path
+from mm1core.preflight import resolve_files
+from orchestrator.cli import main
+from orchestrator.commands.sweep import load_sweep, where_to_look
+from orchestrator.commands.trial import load_trial
 from tests.conftest import run_mm1
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,7 +165,8 @@ def test_mm1_eval_refuses_a_malicious_checkpoint_through_the_real_cli(name: str,
 @pytest.mark.parametrize("name", MALICIOUS)
 def test_encoder_and_decoder_loaders_refuse_a_malicious_checkpoint(name: str, tmp_path: Path) -> None:
     from mm1core.lm.checkpoints import read_weights
-    from mm1core.vision.checkpoints import checkpoint_problem, load_encoder
+    from mm1core.vision.checkpoints import checkpoint_problem
+    from mm1core.vision.vit import load_encoder
 
     marker = tmp_path / "pwned"
     path = _malicious_files(tmp_path / "files", marker)[name]
@@ -328,7 +332,7 @@ def test_relative_paths_resolve_against_the_spec_folder_from_any_working_directo
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    _, trials, _ = _load(os.path.relpath(spec))
+    _, trials, _ = load_sweep(os.path.relpath(spec))
     assert len(trials) == 2
     for trial in trials:
         data, textcore = trial.config.data, trial.config.eval.textcore
@@ -382,31 +386,27 @@ def test_a_trial_file_resolves_its_paths_against_its_own_folder(
     trial = folder / "trial.yaml"
     trial.write_text(yaml.safe_dump(RELATIVE_SPEC["base"]))
     monkeypatch.chdir(tmp_path)
-    config = _load_trial("project/sweeps/trial.yaml")
+    config = load_trial("project/sweeps/trial.yaml")
     assert config.data.tokenizer == str(folder / "tok")
     assert config.eval.textcore == ["world", str(folder / "data" / "mc.jsonl")]
 
 
-def test_absolute_paths_stay_and_without_a_spec_the_working_directory_is_the_base(
+def test_absolute_paths_stay_and_without_a_folder_the_working_directory_is_the_base(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = _spec_folder(tmp_path)
-    absolute = {"data": {"tokenizer": str(folder / "tok")}}
-    with paths_relative_to(tmp_path / "somewhere-else"):
-        assert TrialConfig.model_validate(absolute).data.tokenizer == str(folder / "tok")
+    absolute = TrialConfig.model_validate({"data": {"tokenizer": str(folder / "tok")}})
+    assert resolve_files(absolute, tmp_path / "somewhere-else")[0].data.tokenizer == str(folder / "tok")
     monkeypatch.chdir(folder)
-    assert TrialConfig.model_validate({"data": {"tokenizer": "tok"}}).data.tokenizer == str(folder / "tok")
+    relative = TrialConfig.model_validate({"data": {"tokenizer": "tok"}})
+    assert resolve_files(relative)[0].data.tokenizer == str(folder / "tok")
 
 
-def test_the_context_ends_with_its_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    folder = _spec_folder(tmp_path)
+def test_validation_takes_a_path_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The config checks values only: a path is made absolute (against the file that named it) by
+    ``resolve_files``, never by the working directory validation happens to run in."""
     monkeypatch.chdir(tmp_path)
-    with paths_relative_to(folder):
-        assert TrialConfig.model_validate({"eval": {"textcore": ["fit.json"]}}).eval.textcore == [
-            str(folder / "fit.json")
-        ]
-    with pytest.raises(ValueError, match=re.escape(f"{tmp_path}/fit.json is not a file")):
-        TrialConfig.model_validate({"eval": {"textcore": ["fit.json"]}})
+    assert TrialConfig.model_validate({"eval": {"textcore": ["fit.json"]}}).eval.textcore == ["fit.json"]
 
 
 # -------------------------------------------------------------------------------------- MLflow UI binding
@@ -432,6 +432,6 @@ def test_every_printed_or_documented_mlflow_ui_binds_to_loopback() -> None:
 
 @pytest.mark.parametrize("uri", ["sqlite:////tmp/mlflow.db", "file:///tmp/mlruns"])
 def test_the_where_to_look_hint_binds_the_ui_to_loopback(uri: str, capsys: pytest.CaptureFixture[str]) -> None:
-    _where_to_look(uri, "mm1")
+    where_to_look(uri, "mm1")
     line = next(line for line in capsys.readouterr().out.splitlines() if "MLflow UI" in line)
     assert " ui " in line and "--host 127.0.0.1" in line and "0.0.0.0" not in line

@@ -20,6 +20,7 @@ MAX_STEPS = 12
 SPEC = {
     "name": "e2e",
     "experiment": "e2e-exp",
+    "description": "e2e: two learning rates",
     "base": {
         "train": {"max_steps": MAX_STEPS, "batch_size": 4, "log_every_n_steps": 5},
         "eval": {"shots": [0, 1], "num_examples": 4, "max_new_tokens": 4},
@@ -55,11 +56,17 @@ def test_sweep_succeeds_and_prints_where_to_look(swept):
     _, _, result = swept
     assert result.returncode == 0, result.stderr[-3000:]
     assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
-    assert "per-trial overhead" in result.stdout
+    assert "per-trial overhead" in result.stdout and "overhead -" not in result.stdout
+    assert "Token authentication" not in result.stderr  # Ray's warning, for a local instance mm1 starts itself
     assert "trained models: " in result.stdout and "mm1 eval CHECKPOINT" in result.stdout
     assert result.stdout.count("FINISHED") >= 2  # the summary table, one line per trial
     assert "mm1 plots --experiment e2e-exp --sweep e2e" in result.stdout
     assert "mm1 lessons --experiment e2e-exp" in result.stdout
+
+
+def test_the_experiment_created_takes_the_sweep_description(swept):
+    experiment = _client(swept[0]).get_experiment_by_name("e2e-exp")
+    assert experiment.tags["mlflow.note.content"] == SPEC["description"]  # the MLflow UI's experiment description
 
 
 def test_sweep_writes_its_report_and_names_runs_by_varied_values(swept):

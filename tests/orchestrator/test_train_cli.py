@@ -16,12 +16,13 @@ pytestmark = pytest.mark.slow
 
 def test_train_one_trial_logs_a_finished_run(tmp_path: Path):
     trial = {
-        "train": {"max_steps": 6, "batch_size": 4, "log_every_n_steps": 3},
+        "train": {"max_steps": 9, "batch_size": 4, "log_every_n_steps": 3},
         "eval": {"shots": [0], "num_examples": 2, "max_new_tokens": 3},
     }
     (tmp_path / "trial.yaml").write_text(yaml.safe_dump(trial))
     db = tmp_path / "store.db"
-    result = run_mm1("train", "trial.yaml", "--tracking-uri", f"sqlite:///{db}", "--experiment", "solo", cwd=tmp_path)
+    store = ("--tracking-uri", f"sqlite:///{db}", "--experiment", "solo")
+    result = run_mm1("train", "trial.yaml", *store, "--set", "train.max_steps=6", cwd=tmp_path)  # over the file
     assert result.returncode == 0, result.stderr[-3000:]
     assert "eval/caption/0shot" in result.stdout
 
@@ -30,7 +31,8 @@ def test_train_one_trial_logs_a_finished_run(tmp_path: Path):
     assert run.info.status == "FINISHED"
     assert run.data.tags["mm1.role"] == "trial" and len(run.data.tags["mm1.trial_key"]) == 12
     assert float(run.data.params["train.weight_decay"]) == pytest.approx(1e-4)  # auto = 0.1 * default lr 1e-3
-    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 6
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 6 == int(run.data.params["train.max_steps"])
+    assert "step 6/6" in result.stdout.replace("\r", "\n") and "Epoch" not in result.stdout  # the progress bar
     assert "eval/avg/0shot" in run.data.metrics
 
 

@@ -11,7 +11,6 @@ import torch
 
 from mm1core.data import world
 from mm1core.data.tokenizer import ByteTokenizer, Tokenizer
-from mm1core.evaluate.tasks import textcore
 from mm1core.evaluate.textcore import (
     choice_ids,
     choice_sequences,
@@ -19,6 +18,7 @@ from mm1core.evaluate.textcore import (
     read_text_set,
     sequence_logprobs,
     text_sets,
+    textcore_score,
 )
 from mm1core.model import MM1Model
 from tests.mm1core.evaluate.conftest import TEXT_ITEMS, trial
@@ -78,7 +78,7 @@ def test_batch_of_one_and_of_sixteen_score_the_same(
     textcore_file: Path, chaotic_model: MM1Model, tokenizer: Tokenizer
 ) -> None:
     results = [
-        textcore(
+        textcore_score(
             chaotic_model, trial(textcore=["world", str(textcore_file)], num_examples=16, batch_size=batch), tokenizer
         )
         for batch in (1, 16)
@@ -91,7 +91,7 @@ def test_an_oracle_scores_100(textcore_file: Path, tiny_model: MM1Model, tokeniz
     cfg = trial(textcore=["world", str(textcore_file)], num_examples=12, batch_size=5, predictions=2)
     items = [item for _, set_items in text_sets(cfg) for item in set_items]
     right = {canonical(tokenizer, f"{item.context} {item.choices[item.answer]}") for item in items}
-    result = textcore(OracleModel(tiny_model, tokenizer, right_texts=right), cfg, tokenizer)
+    result = textcore_score(OracleModel(tiny_model, tokenizer, right_texts=right), cfg, tokenizer)
     assert result.score == 100.0
     assert [(row["task"], row["item"]) for row in result.predictions] == [
         ("textcore/world", 0),

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mm1core.lm import DECODERS, FROM_CHECKPOINT, checkpoint_problem, preset_from_checkpoint
-from mm1core.lm.checkpoints import decoder_state, load_decoder
-from mm1core.lm.decoder import build_decoder
+from mm1core.lm.checkpoints import decoder_state
+from mm1core.lm.decoder import build_decoder, load_decoder
 
 transformers = pytest.importorskip("transformers")
 

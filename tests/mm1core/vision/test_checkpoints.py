@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from mm1core.vision import ENCODERS, FROM_CHECKPOINT, checkpoint_problem, detect_format, preset_from_checkpoint
-from mm1core.vision.checkpoints import load_encoder
-from mm1core.vision.vit import build_encoder
+from mm1core.vision.vit import build_encoder, load_encoder
 
 transformers = pytest.importorskip("transformers")
 
