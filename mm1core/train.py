@@ -443,6 +443,27 @@ def resumed_step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
 
 
+class StepProgressBar(lightning.pytorch.callbacks.TQDMProgressBar):
+    """The training bar in optimizer steps, ``step 120/300``: a trial runs ``max_steps`` in one endless epoch
+    (``max_epochs=-1``), so Lightning's own bars, which count batches per epoch, read ``Epoch 0/-2``."""
+
+    def on_train_epoch_start(self, trainer: lightning.Trainer, *_: Any) -> None:
+        self.train_progress_bar.reset(total=trainer.max_steps)  # not super's: it counts this epoch's batches
+        self._show(trainer)
+
+    def on_train_batch_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule, *_: Any) -> None:
+        step = trainer.global_step
+        if self.refresh_rate and (step % self.refresh_rate == 0 or step == trainer.max_steps):
+            self._show(trainer)
+            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+    def _show(self, trainer: lightning.Trainer) -> None:
+        bar = self.train_progress_bar
+        bar.n = trainer.global_step  # a resumed trial starts at its saved step
+        bar.set_description(f"step {trainer.global_step}/{trainer.max_steps}", refresh=False)
+        bar.refresh()
+
+
 def build_trainer(
     train: TrainConfig, callbacks: list[lightning.Callback], progress_bar: bool, parallel: DataParallel | None = None
 ) -> lightning.Trainer:
@@ -461,7 +482,7 @@ def build_trainer(
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=progress_bar,
-        callbacks=callbacks,
+        callbacks=[*callbacks, StepProgressBar()] if progress_bar else callbacks,
     )
     return parallel.prepare(trainer) if parallel is not None and parallel.prepare else trainer
 
