@@ -3,8 +3,9 @@
     .venv/bin/python bench/spec_scale.py [--trials-per-axis 10]
 
 Builds a 3-axis grid (lr x batch size x max_steps) of N^3 trials x 2 seeds, then times spec validation and
-expansion (trial configs + trial_keys) in-process, and `mm1 sweep validate --json` and `mm1 sweep plan --json`
-end to end (target: each under 2 s for 2,000 trials).
+expansion (trial configs + trial_keys) in-process, the memory and FLOPs estimate of every trial
+(``mm1core.estimate.estimate_trial``, target: well under 1 ms a trial), and `mm1 sweep validate --json` and
+`mm1 sweep plan --json` end to end (target: each under 2 s for 2,000 trials).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from mm1core.data.tokenizer import build_tokenizer
+from mm1core.estimate import estimate_trial
 from orchestrator.expand import expand
 from orchestrator.spec import parse_spec
 
@@ -48,6 +51,14 @@ def main() -> None:
     print(f"trials: {len(trials)}")
     print(f"validate (in-process): {validated - started:.3f} s")
     print(f"expand + trial_keys (in-process): {expanded - validated:.3f} s")
+    vocab = build_tokenizer(trials[0].config.data.tokenizer).vocab_size
+    started = time.perf_counter()
+    for trial in trials:
+        estimate_trial(trial.config, vocab)
+    seconds = time.perf_counter() - started
+    print(
+        f"estimate_trial (in-process): {seconds:.3f} s, {seconds / len(trials) * 1e3:.3f} ms a trial  (target < 1 ms)"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scale.yaml"

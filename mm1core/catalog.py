@@ -7,7 +7,10 @@ model section (high-resolution modes, checkpoint formats).
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
+
+from pydantic import BaseModel
 
 from mm1core.config import FROM_CHECKPOINT, HighresConfig
 from mm1core.connectors import CONNECTORS
@@ -42,7 +45,10 @@ def catalog() -> dict[str, Any]:
         name: {**dataclasses.asdict(preset), "non_embedding_params": preset.non_embedding_params()}
         for name, preset in DECODERS.items()
     }
-    connectors = {name: {"description": entry.description} for name, entry in CONNECTORS.items()}
+    connectors = {
+        name: {"description": entry.description, "fields": settable_fields(entry.config)}
+        for name, entry in CONNECTORS.items()
+    }
     return {
         "encoders": encoders,
         "connectors": connectors,
@@ -55,6 +61,16 @@ def catalog() -> dict[str, Any]:
         "highres_modes": list(HighresConfig.model_fields["mode"].annotation.__args__),  # type: ignore[union-attr]
         "checkpoint_formats": CHECKPOINT_FORMATS,
         "from_checkpoint": FROM_CHECKPOINT,
+    }
+
+
+def settable_fields(config: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """A config class's fields as a YAML may set them: name -> default and description (``type`` left out: it is
+    the entry's name)."""
+    return {
+        name: {"default": field.get_default(call_default_factory=True), "description": field.description or ""}
+        for name, field in config.model_fields.items()
+        if name != "type"
     }
 
 
@@ -72,7 +88,11 @@ def format_catalog(entries: dict[str, Any]) -> str:
         shape = f"{e['width']} wide x {e['depth']} deep, {e['heads']} heads, patch {e['patch']}"
         lines.append(f"  {name:<18} {shape:<40} {human_count(e['params']):>7} params at {e['at']} px")
     lines.append("connectors (image patches -> num_tokens LM-width tokens):")
-    lines += [f"  {name:<18} {e['description']}" for name, e in entries["connectors"].items()]
+    for name, e in entries["connectors"].items():
+        lines.append(f"  {name:<18} {e['description']}")
+        for field, about in e["fields"].items():
+            setting = f"{field}: {json.dumps(about['default'])}"
+            lines.append(f"  {'':<18}   {setting:<22} {about['description']}")
     lines.append("decoders (Llama-style; N = non-embedding parameters, the scaling law's N):")
     for name, e in entries["decoders"].items():
         shape = f"{e['width']} wide x {e['depth']} deep, {e['heads']} heads"

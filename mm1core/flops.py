@@ -20,12 +20,10 @@ Image encoder (ViT), per image view of P patches (P = grid^2, + 1 with a class t
 (patch convolution; q/k/v/out and the two MLP matrices; bidirectional attention over P). Training is 3 x forward,
 or 1 x with ``encoder.freeze`` (images need no gradient, so no backward runs through a frozen encoder).
 
-Connector, per view: ``2 * weights * positions`` for each part: the readout MLP at the k output tokens (all that
-multiplies in ``avg-pool``); ``attn-pool``'s key/value projection at the P patches, its cross-attention
-``4 k P C`` and output projection at k (its learned queries are projected once per batch, not per image);
-``c-abstractor``'s first stage of convolution blocks at the P patches and its second at k (the
-squeeze-excitation, once per map, left out). ``tests/mm1core/test_perf_path.py`` checks the decoder, encoder and
-connector counts against ``torch.utils.flop_counter.FlopCounterMode``.
+Connector, per view: each registry entry's ``forward_flops`` (``mm1core.connectors.costs``: ``2 * weights *
+positions`` for each part, the readout MLP at the k output tokens, what runs over the P patches at P).
+``tests/mm1core/test_perf_path.py`` checks the decoder, encoder and connector counts against
+``torch.utils.flop_counter.FlopCounterMode``.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from dataclasses import dataclass
 
 from mm1core.config import ModelConfig
 from mm1core.connectors import CONNECTORS
-from mm1core.connectors.sizes import C_ABSTRACTOR_DEPTH, mlp_params
+from mm1core.connectors.config import as_family_config
 from mm1core.lm.config import MoEConfig
 from mm1core.lm.presets import LMPreset
 from mm1core.vision.presets import ViTPreset
@@ -84,28 +82,13 @@ def encoder_forward_flops(preset: ViTPreset, view_resolution: int) -> float:
     return float(patch_embedding + preset.depth * (matrices + attention))
 
 
-def bottleneck_conv_weights(in_width: int, width: int) -> int:
-    """Weights one position of a c-abstractor bottleneck block multiplies by: its 1x1, 3x3, 1x1 convolutions and
-    a widening shortcut's 1x1 (its squeeze-excitation runs once per map: negligible)."""
-    return in_width * width + 9 * width * width + width * width + (0 if in_width == width else in_width * width)
-
-
 def connector_forward_flops(model: ModelConfig) -> float:
-    """Matmul FLOPs of one forward pass of one view's P patches through the connector, to k tokens (module
-    docstring)."""
+    """Matmul FLOPs of one forward pass of one view's P patches through the connector, to k tokens (its registry
+    entry's ``forward_flops``)."""
     encoder, lm_width = model.encoder.preset(), model.decoder.preset().width
-    width, k = encoder.width, model.connector.num_tokens
+    config = as_family_config(model.connector)
     patches = encoder.grid(model.view_resolution) ** 2
-    readout = 2 * k * mlp_params(width, lm_width)
-    if model.connector.type == "avg-pool":
-        return float(readout)
-    if model.connector.type == "attn-pool":  # key/value over the patches, cross-attention, output over k
-        return float(2 * 2 * width * width * patches + 4 * k * patches * width + 2 * width * width * k + readout)
-    if model.connector.type == "c-abstractor":  # a stage of convolution blocks over the patches, one over k
-        block = bottleneck_conv_weights(width, width)  # the hidden width is the encoder's (CAbstractor's default)
-        return float(2 * C_ABSTRACTOR_DEPTH * block * (patches + k) + readout)
-    params = CONNECTORS.get(model.connector.type).params(width, lm_width, k)
-    return float(2 * params * patches)  # another connector: an upper bound, every weight at every patch
+    return CONNECTORS.get(config.type).forward_flops(config, encoder.width, lm_width, patches)
 
 
 @dataclass(frozen=True)

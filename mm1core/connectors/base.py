@@ -2,8 +2,9 @@
 
 A connector turns each image's ``(P, encoder_width)`` patch features (``P = grid * grid``) into a fixed number
 of ``lm_width`` vectors, which the model splices into the decoder's input at the image's token positions.
-Concrete connectors are registered by name in ``mm1core.connectors.CONNECTORS`` and built with
-``CONNECTORS.get(name).load()(encoder_width, lm_width, num_tokens)``.
+Concrete connectors are registered by name in ``mm1core.connectors.CONNECTORS`` and built from their config
+(``mm1core.connectors.config``) with ``build_connector(config, encoder_width, lm_width)``, which calls
+``Class(encoder_width, lm_width, num_tokens, **family_fields)``.
 
 Every connector ends in the same readout MLP (``readout_mlp``), so an ablation over connectors varies only
 how the patches are reduced to ``num_tokens`` (MM1 Sec. 3.2 compares exactly that).

@@ -19,7 +19,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import mm1core.train as train_module
 from mm1core.checkpoint import read_trial_checkpoint
 from mm1core.config import ModelConfig, TrialConfig
-from mm1core.connectors import CONNECTORS
+from mm1core.connectors import CONNECTORS, build_connector
+from mm1core.connectors.config import AttnPoolConfig, CAbstractorConfig, ConnectorBase, as_family_config
 from mm1core.data.datamodule import build_data
 from mm1core.data.records import STREAMS
 from mm1core.data.tokenizer import build_tokenizer
@@ -189,9 +190,38 @@ def test_connector_forward_flops_match_the_flop_counter(connector: str) -> None:
         {"encoder": {"name": "vit-tiny", "resolution": 64}, "connector": {"type": connector, "num_tokens": 16}}
     )
     encoder, lm = model.encoder.preset(), model.decoder.preset()
-    module = CONNECTORS.get(connector).load()(encoder.width, lm.width, 16)
+    module = build_connector(as_family_config(model.connector), encoder.width, lm.width)
     patches = torch.randn(2, encoder.grid(64) ** 2, encoder.width)
     assert counted_flops(lambda: module(patches)) == pytest.approx(2 * connector_forward_flops(model), rel=0.03)
+
+
+FAMILY_SETTINGS = [
+    AttnPoolConfig(num_tokens=16, heads=2),
+    AttnPoolConfig(num_tokens=7, heads=16),
+    CAbstractorConfig(num_tokens=16, depth=3),
+    CAbstractorConfig(num_tokens=4, depth=1, hidden_width=96),
+    CAbstractorConfig(num_tokens=9, depth=2, hidden_width=32),
+]
+
+
+@pytest.mark.parametrize(
+    "config",
+    FAMILY_SETTINGS,
+    ids=[
+        "attn-pool-heads2",
+        "attn-pool-7tok-heads16",
+        "c-abstractor-depth3",
+        "c-abstractor-d1-h96",
+        "c-abstractor-h32",
+    ],
+)
+def test_connector_forward_flops_follow_depth_heads_and_width(config: ConnectorBase) -> None:
+    """The registry's FLOPs (what ``connector_forward_flops`` returns) at non-default family fields."""
+    width, lm_width, patches = 64, 128, 64
+    module = build_connector(config, width, lm_width)
+    counted = counted_flops(lambda: module(torch.randn(2, patches, width)))
+    expected = CONNECTORS.get(config.type).forward_flops(config, width, lm_width, patches)
+    assert counted == pytest.approx(2 * expected, rel=0.03)
 
 
 def test_trial_flops_add_images_and_positions() -> None:

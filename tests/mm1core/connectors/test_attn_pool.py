@@ -7,6 +7,7 @@ import torch
 
 from mm1core.connectors import CONNECTORS
 from mm1core.connectors.attn_pool import AttentionPoolConnector
+from mm1core.connectors.config import AttnPoolConfig
 
 
 def test_the_registry_names_the_class() -> None:
@@ -40,7 +41,8 @@ def test_heads_must_divide_the_encoder_width() -> None:
 def test_head_count_changes_the_output_not_the_parameter_count(heads: int) -> None:
     torch.manual_seed(0)
     connector = AttentionPoolConnector(16, 24, 4, heads=heads)
-    assert sum(p.numel() for p in connector.parameters()) == CONNECTORS.get("attn-pool").params(16, 24, 4)
+    config = AttnPoolConfig(num_tokens=4, heads=heads)
+    assert sum(p.numel() for p in connector.parameters()) == CONNECTORS.get("attn-pool").params(config, 16, 24)
     assert connector(torch.randn(2, 16, 16)).shape == (2, 4, 24)
 
 

@@ -7,9 +7,10 @@ import torch
 
 from mm1core.connectors import CONNECTORS
 from mm1core.connectors.avg_pool import AvgPoolConnector
+from mm1core.connectors.config import AvgPoolConfig
 
 GRID = 8
-VALID = [n for n in range(1, GRID * GRID + 1) if CONNECTORS.get("avg-pool").token_problem(n, GRID) is None]
+VALID = [n for n in range(1, GRID * GRID + 1) if not AvgPoolConfig(num_tokens=n).problems(64, GRID)]
 
 
 def test_the_registry_names_the_class() -> None:

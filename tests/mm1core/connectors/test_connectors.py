@@ -8,7 +8,7 @@ import io
 import pytest
 import torch
 
-from mm1core.connectors import CONNECTORS
+from mm1core.connectors import CONNECTORS, build_connector
 from mm1core.connectors.base import Connector
 
 ENCODER_WIDTH, LM_WIDTH, BATCH = 16, 24, 2  # tiny widths: the folder runs in seconds on a CPU
@@ -16,7 +16,9 @@ TOKEN_COUNTS = (1, 4, 6, 16, 64)  # 6: only attn-pool gives a non-square count
 GRIDS = (4, 8, 16)
 
 CASES = [(name, num_tokens, grid) for name in CONNECTORS.names() for num_tokens in TOKEN_COUNTS for grid in GRIDS]
-POSSIBLE = [case for case in CASES if CONNECTORS.get(case[0]).token_problem(case[1], case[2]) is None]
+POSSIBLE = [
+    case for case in CASES if not CONNECTORS.get(case[0]).config(num_tokens=case[1]).problems(ENCODER_WIDTH, case[2])
+]
 IMPOSSIBLE = [case for case in CASES if case not in POSSIBLE]
 
 
@@ -27,7 +29,7 @@ def case_id(case: tuple[str, int, int]) -> str:
 
 def build(name: str, num_tokens: int, seed: int = 0) -> Connector:
     torch.manual_seed(seed)
-    return CONNECTORS.get(name).load()(ENCODER_WIDTH, LM_WIDTH, num_tokens)
+    return build_connector(CONNECTORS.get(name).config(num_tokens=num_tokens), ENCODER_WIDTH, LM_WIDTH)
 
 
 def patches(grid: int, seed: int = 1) -> torch.Tensor:
@@ -48,8 +50,8 @@ def test_output_shape(case: tuple[str, int, int]) -> None:
 @pytest.mark.parametrize("case", IMPOSSIBLE, ids=[case_id(c) for c in IMPOSSIBLE])
 def test_impossible_counts_are_explained_and_refused(case: tuple[str, int, int]) -> None:
     name, num_tokens, grid = case
-    problem = CONNECTORS.get(name).token_problem(num_tokens, grid)
-    assert isinstance(problem, str) and problem
+    [(field, problem)] = CONNECTORS.get(name).config(num_tokens=num_tokens).problems(ENCODER_WIDTH, grid)
+    assert field == "num_tokens" and problem
     with pytest.raises(ValueError, match=r"square|cannot pool|more tokens than patches"):
         build(name, num_tokens)(patches(grid))
 
@@ -81,14 +83,17 @@ def test_state_dict_round_trip_gives_identical_outputs(case: tuple[str, int, int
 def test_params_closed_form_matches_the_module(case: tuple[str, int, int]) -> None:
     name, num_tokens, _ = case
     counted = sum(parameter.numel() for parameter in build(name, num_tokens).parameters())
-    assert CONNECTORS.get(name).params(ENCODER_WIDTH, LM_WIDTH, num_tokens) == counted
+    entry = CONNECTORS.get(name)
+    assert entry.params(entry.config(num_tokens=num_tokens), ENCODER_WIDTH, LM_WIDTH) == counted
 
 
 @pytest.mark.parametrize("name", CONNECTORS.names(), ids=CONNECTORS.names())
 def test_params_closed_form_at_a_realistic_size(name: str) -> None:
     torch.manual_seed(0)
-    connector = CONNECTORS.get(name).load()(64, 128, 16)
-    assert CONNECTORS.get(name).params(64, 128, 16) == sum(p.numel() for p in connector.parameters())
+    entry = CONNECTORS.get(name)
+    connector = build_connector(entry.config(), 64, 128)
+    assert entry.params(entry.config(), 64, 128) == sum(p.numel() for p in connector.parameters())
+    assert entry.params(64, 128, 16) == entry.params(entry.config(), 64, 128)  # ModelConfig's call until wired
 
 
 @pytest.mark.parametrize("name", CONNECTORS.names(), ids=CONNECTORS.names())

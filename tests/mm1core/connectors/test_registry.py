@@ -1,4 +1,5 @@
-"""The connector registry: torch-free import and checks, one entry per MM1 connector, duplicates refused."""
+"""The connector registry: torch-free import and checks, one entry per MM1 connector, duplicates refused, each
+entry's config class the union's member for its name."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import pytest
 
 from mm1core.connectors import CONNECTORS, ConnectorEntry
+from mm1core.connectors.config import CONNECTOR_TYPES, FAMILIES
 from mm1core.registry import UnknownNameError
 
 NAMES = CONNECTORS.names()
@@ -16,7 +18,9 @@ NAMES = CONNECTORS.names()
 def test_importing_and_checking_does_not_import_torch() -> None:
     code = (
         "import sys; from mm1core.connectors import CONNECTORS\n"
-        "for name, entry in CONNECTORS.items(): entry.token_problem(16, 8); entry.params(64, 128, 16)\n"
+        "for name, entry in CONNECTORS.items():\n"
+        "    config = entry.config(num_tokens=16); config.problems(64, 8); entry.params(config, 64, 128)\n"
+        "    entry.forward_flops(config, 64, 128, 64); entry.activation_elements(config, 64, 128, 64)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -24,6 +28,12 @@ def test_importing_and_checking_does_not_import_torch() -> None:
 
 def test_the_three_mm1_connectors_are_registered() -> None:
     assert set(NAMES) >= {"avg-pool", "attn-pool", "c-abstractor"}
+
+
+def test_every_entry_is_a_member_of_the_config_union() -> None:
+    """The YAML union and the registry name the same families, each entry with its own config class."""
+    assert list(CONNECTOR_TYPES) == NAMES
+    assert [CONNECTORS.get(name).config for name in NAMES] == list(FAMILIES)
 
 
 @pytest.mark.parametrize("name", NAMES, ids=NAMES)
@@ -38,7 +48,10 @@ def test_entry_loads_a_connector_and_has_a_one_line_description(name: str) -> No
 def test_duplicate_registration_raises() -> None:
     entry = CONNECTORS.get("avg-pool")
     with pytest.raises(ValueError, match="already registered"):
-        CONNECTORS.register("avg-pool", ConnectorEntry(entry.builder, "again", entry.token_problem, entry.params))
+        again = ConnectorEntry(
+            entry.config, entry.builder, "again", entry.params, entry.forward_flops, entry.activation_elements
+        )
+        CONNECTORS.register("avg-pool", again)
     assert CONNECTORS.get("avg-pool") is entry
 
 
@@ -65,4 +78,7 @@ def test_unknown_name_lists_the_valid_ones() -> None:
     ],
 )
 def test_token_problem_explains_impossible_counts(name: str, num_tokens: int, grid: int, message: str) -> None:
-    assert message in CONNECTORS.get(name).token_problem(num_tokens, grid)
+    [(field, problem)] = CONNECTORS.get(name).config(num_tokens=num_tokens).problems(64, grid)
+    assert field == "num_tokens" and problem.startswith(f"{name} cannot give {num_tokens} tokens: ")
+    assert message in problem
+    assert message in CONNECTORS.get(name).token_problem(num_tokens, grid)  # what ModelConfig calls until wired
