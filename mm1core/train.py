@@ -40,13 +40,12 @@ import torch
 
 from mm1core.checkpoint import load_initial_weights, save_trial_checkpoint
 from mm1core.config import TrainConfig, TrialConfig
-from mm1core.data.datamodule import PretrainingData, max_sample_tokens
 from mm1core.data.records import STREAMS
 from mm1core.data.tokenizer import TextTokenizer, build_tokenizer
-from mm1core.evaluate.captioning import max_prompt_tokens
 from mm1core.evaluate.harness import Evaluation, evaluate, evaluate_loss
 from mm1core.model import MM1Model, build_model
 from mm1core.module import MM1Module, NonFiniteLoss
+from mm1core.stages import STAGES
 
 
 class MetricSink(Protocol):
@@ -276,23 +275,6 @@ def profile_directory(profile_dir: str | Path | None, checkpoint: str | Path | N
     return Path(tempfile.mkdtemp(prefix="mm1-profile-"))
 
 
-def sequence_length_problem(cfg: TrialConfig) -> str | None:
-    """Why the longest training sample or few-shot prompt may not fit the decoder (``None`` when they fit)."""
-    limit, num_tokens = cfg.model.decoder.preset().max_seq_len, cfg.model.tokens_per_image
-    if cfg.data.seq_len is not None and cfg.data.seq_len > limit:
-        return f"data.seq_len: {cfg.data.seq_len} exceeds the decoder's max_seq_len {limit}"
-    if cfg.train.stage == "sft":  # conversations are truncated to the decoder; evaluation is zero-shot
-        return None
-    training = max_sample_tokens(cfg.data.max_images, num_tokens)
-    if cfg.data.seq_len is None and cfg.data.source == "synthetic" and training > limit:
-        # Rows longer than the decoder are truncated (real data); the embedded world's should all fit.
-        return f"data.max_images x connector.num_tokens: samples of up to {training} tokens exceed max_seq_len {limit}"
-    prompt = max_prompt_tokens(max(cfg.eval.shots), num_tokens) + cfg.eval.max_new_tokens
-    if prompt > limit:
-        return f"eval.shots: a {max(cfg.eval.shots)}-shot prompt of up to {prompt} tokens exceeds max_seq_len {limit}"
-    return None
-
-
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
     """Runs with ``threads`` intra-op threads (if given), restoring the previous count afterwards."""
@@ -430,12 +412,8 @@ def initial_model(cfg: TrialConfig, tokenizer: TextTokenizer) -> MM1Model:
 
 
 def training_data(cfg: TrialConfig, tokenizer: TextTokenizer) -> lightning.LightningDataModule:
-    """The stage's data module: the pre-training mixture, or SFT conversations (``mm1core.data.sft``)."""
-    if cfg.train.stage == "sft":
-        from mm1core.data.sft import SFTData
-
-        return SFTData(cfg, tokenizer)
-    return PretrainingData(cfg, tokenizer)
+    """The stage's data module (``mm1core.stages``): the pre-training mixture, SFT conversations, ..."""
+    return STAGES.get(cfg.train.stage).load("data")(cfg, tokenizer)
 
 
 def resumed_step(path: Path) -> int:
@@ -504,9 +482,6 @@ def train_trial(
     it (the sink then sees ``train/resumed_from_step`` once, and steps continue from that one). With ``parallel``,
     this process is one rank of a data-parallel run (module docstring). With ``train.profile``, the trace goes to
     ``profile_dir`` (default: ``profile_directory``) and ``TrialResult.profile`` names the file."""
-    problem = sequence_length_problem(cfg)
-    if problem:
-        raise ValueError(problem)
     sink = sink or NullSink()
     with torch_threads(threads), quiet_lightning():
         lightning.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -514,7 +489,7 @@ def train_trial(
         module = MM1Module(initial_model(cfg, tokenizer), cfg.train)
         if cfg.train.compile:
             compile_model(module.model)
-        recorder = SinkCallback(sink, cfg.train.log_every_n_steps, mixture=cfg.train.stage == "pretrain")
+        recorder = SinkCallback(sink, cfg.train.log_every_n_steps, mixture=STAGES.get(cfg.train.stage).logs_mixture)
         periodic = PeriodicEvaluation(cfg, tokenizer, recorder)
         callbacks: list[lightning.Callback] = [recorder, periodic]
         state = None
