@@ -98,7 +98,6 @@ from typing import Literal
 
 from mm1core.config import TrialConfig
 from mm1core.connectors import CONNECTORS
-from mm1core.connectors.config import as_family_config
 from mm1core.data.lengths import (
     TEXT_TOKENS_PER_IMAGE,
     max_conversation_tokens,
@@ -359,7 +358,7 @@ def input_bytes(shapes: Shapes, images: int) -> int:
 def connector_view_elements(config: TrialConfig, shapes: Shapes) -> int:
     if not shapes.trains["connector"]:
         return 0
-    connector = as_family_config(config.model.connector)
+    connector = config.model.connector
     entry = CONNECTORS.get(connector.type)
     return entry.activation_elements(connector, shapes.encoder.width, shapes.decoder.width, shapes.patches)
 

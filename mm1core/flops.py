@@ -32,7 +32,6 @@ from dataclasses import dataclass
 
 from mm1core.config import ModelConfig
 from mm1core.connectors import CONNECTORS
-from mm1core.connectors.config import as_family_config
 from mm1core.lm.config import MoEConfig
 from mm1core.lm.presets import LMPreset
 from mm1core.vision.presets import ViTPreset
@@ -86,7 +85,7 @@ def connector_forward_flops(model: ModelConfig) -> float:
     """Matmul FLOPs of one forward pass of one view's P patches through the connector, to k tokens (its registry
     entry's ``forward_flops``)."""
     encoder, lm_width = model.encoder.preset(), model.decoder.preset().width
-    config = as_family_config(model.connector)
+    config = model.connector
     patches = encoder.grid(model.view_resolution) ** 2
     return CONNECTORS.get(config.type).forward_flops(config, encoder.width, lm_width, patches)
 

@@ -16,7 +16,6 @@ from torch import nn
 from mm1core.config import ModelConfig
 from mm1core.connectors import build_connector
 from mm1core.connectors.base import Connector
-from mm1core.connectors.config import as_family_config  # transition: until ModelConfig holds the union
 from mm1core.data.tokenizer import IMAGE_TOKEN_ID
 from mm1core.lm.decoder import Decoder, KVCache, build_decoder
 from mm1core.vision.vit import VisionTransformer, build_encoder
@@ -96,7 +95,7 @@ def build_model(cfg: ModelConfig, vocab_size: int, *, image_token_id: int = IMAG
     ``freeze`` switch stops its training (MM1 trains all three, in pre-training and SFT alike)."""
     encoder = build_encoder(cfg.encoder.name, cfg.encoder.resolution, cfg.encoder.checkpoint)
     decoder = build_decoder(cfg.decoder.name, vocab_size, moe=cfg.decoder.moe, checkpoint=cfg.decoder.checkpoint)
-    connector = build_connector(as_family_config(cfg.connector), encoder.width, decoder.preset.width)
+    connector = build_connector(cfg.connector, encoder.width, decoder.preset.width)
     for part, section in ((encoder, cfg.encoder), (connector, cfg.connector), (decoder, cfg.decoder)):
         if section.freeze:
             part.requires_grad_(False)

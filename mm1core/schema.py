@@ -80,7 +80,7 @@ def _bounds(info: FieldInfo) -> str:
 
 
 def type_text(annotation: Any) -> str:
-    """A short, readable type: ``int``, ``int | null``, ``list[int]``, ``'none' | 'interpolate'``, ``number | {law}``."""
+    """A short, readable type: ``int``, ``int | null``, ``list[int]``, ``"none" | "subimage"``, ``{a, b}``."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is type(None):
         return "null"
@@ -107,11 +107,18 @@ def _section_classes(annotation: Any) -> list[type[BaseModel]]:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
         return _section_classes(args[0])
+    members = [_unwrap(arg) for arg in args]
     if origin in (typing.Union, types.UnionType) and all(
-        arg is type(None) or (isinstance(arg, type) and issubclass(arg, BaseModel)) for arg in args
+        arg is type(None) or (isinstance(arg, type) and issubclass(arg, BaseModel)) for arg in members
     ):
-        return [arg for arg in args if arg is not type(None)]
+        return [arg for arg in members if arg is not type(None)]
     return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
 
 
 def _optional(annotation: Any) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from mm1core.connectors.config import CONNECTOR_TYPES
 from mm1core.registry import Registry
 
 
@@ -37,6 +38,7 @@ UNION_TAGS = {
     LR_LAW,
     LAW_COEFFICIENTS,
     LAW_FILE,
+    *CONNECTOR_TYPES,  # the connector family a field belongs to (model.connector.heads is attn-pool's)
 }
 
 

@@ -107,23 +107,30 @@ def _tag_of(section: type[BaseModel]) -> str | None:
 
 def _sections(annotation: Any, containers: bool = False) -> list[type[BaseModel]]:
     """The model classes a section annotation holds: ``Section``, ``Section | None``, a discriminated union of
-    families (``Annotated[A | B, Field(discriminator=...)]``); with ``containers``, also the items of lists and
-    tagged unions (``list[str | FileTask]``, ``float | LRLaw``), which are values, not paths, for ``path_problem``."""
+    families (``model.connector``); with ``containers``, also the items of lists and of unions that mix sections
+    with plain values (``list[str | FileTask]``, ``float | LRLaw``), which are values, not paths, for
+    ``path_problem``."""
+    annotation = _unwrap(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Annotated:
-        members = typing.get_args(args[0]) if typing.get_origin(args[0]) in _UNIONS else (args[0],)
-        direct = all(isinstance(m, type) or m is type(None) for m in members)
-        return _sections(args[0], containers) if direct or containers else []
-    if origin in _UNIONS or (containers and origin in (list, dict)):
-        found: list[type[BaseModel]] = []
-        for candidate in args:
-            if typing.get_origin(candidate) is typing.Annotated and not containers:
-                continue
-            found += [section for section in _sections(candidate, containers) if section not in found]
-        return found
-    return []
+    if origin in _UNIONS:
+        members = [_unwrap(arg) for arg in args if arg is not type(None)]
+        if not containers and not all(isinstance(m, type) and issubclass(m, BaseModel) for m in members):
+            return []
+    elif not (containers and origin in (list, dict)):
+        return []
+    found: list[type[BaseModel]] = []
+    for candidate in args:
+        found += [section for section in _sections(candidate, containers) if section not in found]
+    return found
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X`` of ``Annotated[X, ...]``."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
 
 
 _UNIONS = (typing.Union, types.UnionType)

@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mm1core.config.base import StrictModel, no_nul, registered
+from mm1core.config.base import StrictModel, no_nul
 from mm1core.connectors import CONNECTORS
+from mm1core.connectors.config import ConnectorConfig, default_connector
 from mm1core.lm import DECODERS, LMPreset
 from mm1core.lm.config import MoEConfig
 from mm1core.lm.presets import FROM_CHECKPOINT  # the same name for encoders: shape and style from the checkpoint
@@ -65,14 +66,6 @@ class EncoderConfig(StrictModel):
         from mm1core.vision.checkpoints import preset_from_checkpoint  # reads the file (torch): not at import
 
         return preset_from_checkpoint(str(self.checkpoint))[0]
-
-
-class ConnectorConfig(StrictModel):
-    type: str = Field("avg-pool", description="avg-pool | attn-pool | c-abstractor (MM1 Fig. 4)")
-    num_tokens: int = Field(16, gt=0, description="image tokens per image (view)")
-    freeze: bool = Field(False, description="keep the connector's weights fixed")
-
-    _check_type = field_validator("type")(lambda v: registered(CONNECTORS, v))
 
 
 class DecoderConfig(StrictModel):
@@ -158,7 +151,7 @@ class HighresConfig(StrictModel):
 
 class ModelConfig(StrictModel):
     encoder: EncoderConfig = EncoderConfig()
-    connector: ConnectorConfig = ConnectorConfig()
+    connector: ConnectorConfig = Field(default_factory=default_connector)
     decoder: DecoderConfig = DecoderConfig()
     highres: HighresConfig = HighresConfig()
 
@@ -187,15 +180,7 @@ class ModelConfig(StrictModel):
             message = f"views of {self.view_resolution} px are not divisible by the patch size {patch}"
             return [("highres.resolution", message)]
         grid = self.view_resolution // patch
-        problem = CONNECTORS.get(self.connector.type).token_problem(self.connector.num_tokens, grid)
-        if problem:
-            return [
-                (
-                    "connector.num_tokens",
-                    f"{self.connector.type} cannot give {self.connector.num_tokens} tokens: {problem}",
-                )
-            ]
-        return []
+        return [(f"connector.{field}", message) for field, message in self.connector.problems(encoder.width, grid)]
 
     @property
     def image_resolution(self) -> int:
@@ -228,7 +213,7 @@ class ModelConfig(StrictModel):
         counts = {
             "model.encoder.params": encoder.params(self.encoder.resolution),
             "model.connector.params": CONNECTORS.get(self.connector.type).params(
-                encoder.width, lm.width, self.connector.num_tokens
+                self.connector, encoder.width, lm.width
             ),
             "model.decoder.params": lm.non_embedding_params(moe) + embeddings,
             "model.decoder.non_embedding_params": lm.non_embedding_params(moe),

@@ -20,6 +20,7 @@ from mm1core.config.dotted import flatten
 from mm1core.config.eval import EvalConfig
 from mm1core.config.model import ModelConfig
 from mm1core.config.train import LawCoefficients, LRLaw, TrainConfig
+from mm1core.connectors.config import COMMON_FIELDS
 
 # Fields that change how a trial runs, not what it learns: left out of trial_key, so changing them never re-runs
 # a finished trial.
@@ -94,6 +95,11 @@ class TrialConfig(StrictModel):
             parent, name = _walk(tree, path), path.rsplit(".", 1)[-1]
             if parent.get(name) == _walk(defaults, path).get(name):
                 parent.pop(name, None)
+        connector = tree["model"]["connector"]  # a family's own fields count only when set (they came later)
+        family = type(self.model.connector)
+        for name in set(family.model_fields) - COMMON_FIELDS:
+            if connector.get(name) == family.model_fields[name].default:
+                connector.pop(name, None)
         source = tree["train"].get("init_from")
         if source and source.get("run"):
             source.pop("path")

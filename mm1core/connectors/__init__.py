@@ -21,7 +21,6 @@ from mm1core.connectors.config import (
     CAbstractorConfig,
     ConnectorBase,
     ConnectorConfig,
-    as_family_config,
 )
 from mm1core.connectors.sizes import patch_count_problem, square_grid_problem
 from mm1core.registry import Registry
@@ -53,25 +52,6 @@ class ConnectorEntry:
         module, name = self.builder.split(":")
         return getattr(importlib.import_module(module), name)
 
-    def token_problem(self, num_tokens: int, grid: int) -> str | None:
-        """Why the family cannot give ``num_tokens`` tokens from a ``grid x grid`` patch grid (``None`` if it can).
-        Transition: ``ModelConfig`` calls it until ``model.connector`` is the family union; then
-        ``config.problems(encoder_width, grid)`` covers it."""
-        return self.config.token_problem(num_tokens, grid)
-
-
-def _transitional(params: Callable[[Any, int, int], int], family: type[ConnectorBase]) -> Callable[..., int]:
-    """``params(config, C, D)`` that also answers the call ``ModelConfig.parameter_counts`` makes until
-    ``model.connector`` is the family union, ``(C, D, num_tokens)``, and takes the single-class config of before
-    (transition of issue 19: remove once wired)."""
-
-    def count(config: Any, encoder_width: int, lm_width: int) -> int:
-        if isinstance(config, int):
-            config, encoder_width, lm_width = family(num_tokens=lm_width), config, encoder_width
-        return params(as_family_config(config), encoder_width, lm_width)
-
-    return count
-
 
 CONNECTORS: Registry[ConnectorEntry] = Registry("connector")
 CONNECTORS.register(
@@ -80,7 +60,7 @@ CONNECTORS.register(
         AvgPoolConfig,
         "mm1core.connectors.avg_pool:AvgPoolConnector",
         "n x n average pooling of the patch grid, then an MLP (MM1 Fig. 4)",
-        _transitional(costs.avg_pool_params, AvgPoolConfig),
+        costs.avg_pool_params,
         costs.avg_pool_forward_flops,
         costs.avg_pool_activation_elements,
     ),
@@ -91,7 +71,7 @@ CONNECTORS.register(
         AttnPoolConfig,
         "mm1core.connectors.attn_pool:AttentionPoolConnector",
         "k learnable queries cross-attend to the patches, then an MLP (MM1 Fig. 4)",
-        _transitional(costs.attention_pool_params, AttnPoolConfig),
+        costs.attention_pool_params,
         costs.attention_pool_forward_flops,
         costs.attention_pool_activation_elements,
     ),
@@ -102,7 +82,7 @@ CONNECTORS.register(
         CAbstractorConfig,
         "mm1core.connectors.c_abstractor:CAbstractor",
         "residual conv blocks, n x n average pooling, conv blocks, MLP (Honeybee C-Abstractor)",
-        _transitional(costs.c_abstractor_parameter_count, CAbstractorConfig),
+        costs.c_abstractor_parameter_count,
         costs.c_abstractor_forward_flops,
         costs.c_abstractor_activation_elements,
     ),
@@ -119,7 +99,6 @@ __all__ = [
     "CONNECTORS",
     "ConnectorConfig",
     "ConnectorEntry",
-    "as_family_config",
     "build_connector",
     "patch_count_problem",
     "square_grid_problem",

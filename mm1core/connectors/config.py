@@ -14,11 +14,10 @@ encoder they build (a registered preset's, or a checkpoint's): ``(field, message
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
 from mm1core.connectors.sizes import (
     ATTN_POOL_HEADS,
@@ -62,13 +61,13 @@ class ConnectorBase(BaseModel):
 class AvgPoolConfig(ConnectorBase):
     """``avg-pool``: n x n average pooling of the patch grid, then the readout MLP (``num_tokens`` a square)."""
 
-    type: Literal["avg-pool"] = "avg-pool"
+    type: Literal["avg-pool"] = Field("avg-pool", description="n x n average pooling (MM1 Fig. 4)")
 
 
 class AttnPoolConfig(ConnectorBase):
     """``attn-pool``: ``num_tokens`` learnable queries cross-attend to the patches (any count up to the patches)."""
 
-    type: Literal["attn-pool"] = "attn-pool"
+    type: Literal["attn-pool"] = Field("attn-pool", description="attention pooling: learned queries (MM1 Fig. 4)")
     heads: int = Field(ATTN_POOL_HEADS, ge=1, le=64, description="cross-attention heads; must divide the encoder width")
 
     token_problem: ClassVar[Callable[[int, int], str | None]] = staticmethod(patch_count_problem)
@@ -82,7 +81,9 @@ class AttnPoolConfig(ConnectorBase):
 class CAbstractorConfig(ConnectorBase):
     """``c-abstractor``: residual conv blocks, n x n average pooling, conv blocks, readout (Honeybee)."""
 
-    type: Literal["c-abstractor"] = "c-abstractor"
+    type: Literal["c-abstractor"] = Field(
+        "c-abstractor", description="convolutions, pooling, convolutions (Honeybee C-Abstractor)"
+    )
     depth: int = Field(
         C_ABSTRACTOR_DEPTH, ge=1, le=16, description="bottleneck blocks per stage, before and after the pooling"
     )
@@ -125,16 +126,3 @@ ConnectorConfig = Annotated[
 def default_connector() -> AvgPoolConfig:
     """The default ``model.connector``: 16-token average pooling."""
     return AvgPoolConfig()
-
-
-@functools.cache
-def _adapter() -> TypeAdapter[Any]:
-    return TypeAdapter(ConnectorConfig)
-
-
-def as_family_config(config: Any) -> ConnectorBase:
-    """``config`` as its family's config: returned as is when it already is one; a mapping, or an object with a
-    ``model_dump`` (the single-class ``ConnectorConfig(type, num_tokens, freeze)`` of before), is validated."""
-    if isinstance(config, ConnectorBase):
-        return config
-    return _adapter().validate_python(config.model_dump() if isinstance(config, BaseModel) else config)

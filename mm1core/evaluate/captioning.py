@@ -42,5 +42,3 @@ def caption_prompt(seed: int, index: int, shots: int) -> tuple[Document, list[st
     test = task.example(seed, Split.EVAL, index)
     demonstrations = [task.example(seed, Split.SUPPORT, j) for j in demonstration_indices(seed, index, shots)]
     return few_shot_prompt(demonstrations, test), list(test.references)
-
-

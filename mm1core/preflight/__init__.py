@@ -29,6 +29,7 @@ from mm1core.config import TrialConfig, describe_errors
 from mm1core.config.model import moe_depth_problem
 from mm1core.config.trial import law_problem
 from mm1core.data.lengths import max_conversation_tokens, max_prompt_tokens, max_sample_tokens
+from mm1core.estimate import TrialEstimate, estimate_trial
 
 if TYPE_CHECKING:  # TEMP until mm1core.estimate lands
     from mm1core.estimate import TrialEstimate
@@ -127,8 +128,6 @@ def preflight(config: TrialConfig, budget: Budget | None = None) -> Report:
         found += sequence_problems(config)
     estimate = None
     if not found:
-        from mm1core.estimate import estimate_trial  # TEMP
-
         estimate = estimate_trial(config, vocab_size(config))
         found += memory_problems(config, estimate, budget)
     return Report([Problem(path, message) for path, message in found], estimate)
@@ -192,7 +191,7 @@ def memory_problems(config: TrialConfig, estimate: TrialEstimate, budget: Budget
         return []
     parts = sorted(estimate.breakdown.items(), key=lambda item: -item[1])
     largest = ", ".join(f"{name} {value / GIB:.2f} GiB" for name, value in parts[:3])
-    field_at_fault = "train.batch_size" if "activation" in parts[0][0] or "eval" in parts[0][0] else "model"
+    field_at_fault = memory_field(config, parts[0][0])
     return [
         (
             field_at_fault,
@@ -200,6 +199,27 @@ def memory_problems(config: TrialConfig, estimate: TrialEstimate, budget: Budget
             f"{budget.bytes / GIB:.2f} GiB it will have ({budget.source})",
         )
     ]
+
+
+def memory_field(config: TrialConfig, term: str) -> str:
+    """The field that sets the largest term of the estimate (``mm1core.estimate``'s breakdown names): what to
+    change first."""
+    images = term in ("encoder_activations", "inputs", "eval_activations", "eval_inputs")
+    if images and estimate_images_dominate(config):
+        return "model.highres.resolution" if config.model.highres.mode != "none" else "model.encoder.resolution"
+    if term.startswith("eval"):
+        return "eval.batch_size"
+    if term in ("parameters", "gradients", "optimizer_state", "autocast_weights", "runtime"):
+        return "model.decoder.name"
+    return "train.batch_size"
+
+
+def estimate_images_dominate(config: TrialConfig) -> bool:
+    """Whether a row's image patches outnumber its text positions (the resolution, not the batch, is then what
+    grows the encoder's activations fastest)."""
+    model = config.model
+    patches = (model.view_resolution // model.encoder.preset().patch) ** 2 * model.views_per_image
+    return patches * config.data.max_images > max_sample_tokens(config.data.max_images, model.tokens_per_image)
 
 
 def vocab_size(config: TrialConfig) -> int:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
 
-from mm1core.config import TrialConfig, describe_errors, path_problem
+from mm1core.config import TrialConfig, path_problem
 from mm1core.data.tokenizer import build_tokenizer
 from mm1core.preflight import check_trial
 

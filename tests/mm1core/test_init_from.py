@@ -14,6 +14,7 @@ from mm1core.checkpoint import load_initial_weights, read_trial_checkpoint
 from mm1core.config import TrialConfig, describe_errors
 from mm1core.data.tokenizer import build_tokenizer
 from mm1core.model import build_model
+from mm1core.preflight import preflight
 from mm1core.train import initial_model, step_checkpoint_path, train_trial
 from tests.mm1core.flavours import TINY
 

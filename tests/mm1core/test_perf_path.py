@@ -20,7 +20,7 @@ import mm1core.train as train_module
 from mm1core.checkpoint import read_trial_checkpoint
 from mm1core.config import ModelConfig, TrialConfig
 from mm1core.connectors import CONNECTORS, build_connector
-from mm1core.connectors.config import AttnPoolConfig, CAbstractorConfig, ConnectorBase, as_family_config
+from mm1core.connectors.config import AttnPoolConfig, CAbstractorConfig, ConnectorBase
 from mm1core.data.datamodule import build_data
 from mm1core.data.records import STREAMS
 from mm1core.data.tokenizer import build_tokenizer
@@ -190,7 +190,7 @@ def test_connector_forward_flops_match_the_flop_counter(connector: str) -> None:
         {"encoder": {"name": "vit-tiny", "resolution": 64}, "connector": {"type": connector, "num_tokens": 16}}
     )
     encoder, lm = model.encoder.preset(), model.decoder.preset()
-    module = build_connector(as_family_config(model.connector), encoder.width, lm.width)
+    module = build_connector(model.connector, encoder.width, lm.width)
     patches = torch.randn(2, encoder.grid(64) ** 2, encoder.width)
     assert counted_flops(lambda: module(patches)) == pytest.approx(2 * connector_forward_flops(model), rel=0.03)
 

@@ -16,7 +16,6 @@ from mm1core.connectors.config import (
     AvgPoolConfig,
     CAbstractorConfig,
     ConnectorConfig,
-    as_family_config,
     default_connector,
 )
 
@@ -110,15 +109,19 @@ def test_problems_need_the_encoder(config: BaseModel, grid: int, expected: list[
         assert message.startswith(start)
 
 
-def test_an_old_style_config_converts_to_its_family() -> None:
-    class Before(BaseModel):  # the single-class ConnectorConfig(type, num_tokens, freeze) of before
-        type: str = "attn-pool"
-        num_tokens: int = 4
-        freeze: bool = True
+def test_a_trial_config_holds_its_family_and_family_fields_at_default_keep_the_key() -> None:
+    from mm1core.config import TrialConfig
 
-    assert as_family_config(Before()) == AttnPoolConfig(num_tokens=4, freeze=True)
-    family = CAbstractorConfig(depth=1)
-    assert as_family_config(family) is family
+    plain = TrialConfig.model_validate({"model": {"connector": {"type": "c-abstractor", "num_tokens": 4}}})
+    assert isinstance(plain.model.connector, CAbstractorConfig)
+    explicit = TrialConfig.model_validate(
+        {"model": {"connector": {"type": "c-abstractor", "num_tokens": 4, "depth": 2, "hidden_width": None}}}
+    )
+    deeper = TrialConfig.model_validate({"model": {"connector": {"type": "c-abstractor", "num_tokens": 4, "depth": 3}}})
+    assert explicit.trial_key() == plain.trial_key() != deeper.trial_key()
+    assert isinstance(
+        TrialConfig.model_validate({"model": {"connector": {"num_tokens": 4}}}).model.connector, AvgPoolConfig
+    )
 
 
 @pytest.mark.parametrize(

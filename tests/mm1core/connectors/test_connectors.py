@@ -93,7 +93,6 @@ def test_params_closed_form_at_a_realistic_size(name: str) -> None:
     entry = CONNECTORS.get(name)
     connector = build_connector(entry.config(), 64, 128)
     assert entry.params(entry.config(), 64, 128) == sum(p.numel() for p in connector.parameters())
-    assert entry.params(64, 128, 16) == entry.params(entry.config(), 64, 128)  # ModelConfig's call until wired
 
 
 @pytest.mark.parametrize("name", CONNECTORS.names(), ids=CONNECTORS.names())

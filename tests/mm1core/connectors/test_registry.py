@@ -81,4 +81,3 @@ def test_token_problem_explains_impossible_counts(name: str, num_tokens: int, gr
     [(field, problem)] = CONNECTORS.get(name).config(num_tokens=num_tokens).problems(64, grid)
     assert field == "num_tokens" and problem.startswith(f"{name} cannot give {num_tokens} tokens: ")
     assert message in problem
-    assert message in CONNECTORS.get(name).token_problem(num_tokens, grid)  # what ModelConfig calls until wired

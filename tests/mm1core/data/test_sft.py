@@ -20,6 +20,7 @@ from mm1core.config import TrialConfig
 from mm1core.data import world
 from mm1core.data.dataset import encode_document
 from mm1core.data.images import to_pixels
+from mm1core.data.lengths import max_conversation_tokens
 from mm1core.data.llava import sft_source_problem
 from mm1core.data.records import IMAGE, Document, EncodedImage
 from mm1core.data.sft import (
@@ -30,7 +31,6 @@ from mm1core.data.sft import (
     chat_prompt,
     encode_conversation,
 )
-from mm1core.data.lengths import max_conversation_tokens
 from mm1core.data.tokenizer import ByteTokenizer, Tokenizer, build_tokenizer
 from mm1core.lm import DECODERS
 from tests.mm1core.flavours import TINY

@@ -6,8 +6,8 @@ import pytest
 
 from mm1core.config import TrialConfig
 from mm1core.data.dataset import encode_document
-from mm1core.data.tokenizer import Tokenizer
 from mm1core.data.lengths import max_prompt_tokens
+from mm1core.data.tokenizer import Tokenizer
 from mm1core.evaluate.captioning import caption_prompt, cider_d, demonstration_indices
 from mm1core.evaluate.harness import evaluate
 from mm1core.model import MM1Model

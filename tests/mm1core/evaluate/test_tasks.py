@@ -9,8 +9,8 @@ import pytest
 from mm1core.config import EMBEDDED_TASKS, FileTask, TrialConfig
 from mm1core.data import world
 from mm1core.data.dataset import encode_document
-from mm1core.data.tokenizer import Tokenizer
 from mm1core.data.lengths import max_prompt_tokens
+from mm1core.data.tokenizer import Tokenizer
 from mm1core.evaluate.captioning import CaptionTask
 from mm1core.evaluate.metrics import cider_d
 from mm1core.evaluate.tasks import FILE_TASKS, WORLD_TASKS, FewShotTask, build_tasks, demonstration_indices
