@@ -248,6 +248,8 @@ def contrast(means: Sequence[float], counts: Sequence[int], weights: Sequence[fl
     df = 0)."""
     means, counts, weights = (np.asarray(x, dtype=float) for x in (means, counts, weights))
     effect = float(weights @ means)
+    if abs(effect) <= 1e-12 * float(np.abs(weights) @ np.abs(means)):  # equal cells: rounding, not an effect
+        effect = 0.0
     seeds, runs = int(counts.min()), int(counts.sum())
     if df == 0:
         return Estimate(effect, None, seeds, runs)

@@ -17,6 +17,7 @@ from mm1core.connectors import CONNECTORS
 from mm1core.data import DATA_SOURCES
 from mm1core.data.formats import FORMATS
 from mm1core.lm import DECODERS
+from mm1core.stages import STAGES
 from mm1core.vision import ENCODERS
 
 CHECKPOINT_FORMATS = {
@@ -53,6 +54,10 @@ def catalog() -> dict[str, Any]:
         "encoders": encoders,
         "connectors": connectors,
         "decoders": decoders,
+        "stages": {
+            name: {"description": stage.description, "trains": list(stage.components), "few_shot": stage.few_shot}
+            for name, stage in STAGES.items()
+        },
         "data_sources": {name: {"description": text} for name, text in DATA_SOURCES.items()},
         "data_formats": {
             stream: {suffix: fmt.name for suffix, fmt in formats.items()} for stream, formats in FORMATS.items()
@@ -97,6 +102,9 @@ def format_catalog(entries: dict[str, Any]) -> str:
     for name, e in entries["decoders"].items():
         shape = f"{e['width']} wide x {e['depth']} deep, {e['heads']} heads"
         lines.append(f"  {name:<18} {shape:<40} N = {human_count(e['non_embedding_params']):>7}")
+    lines.append("stages (train.stage):")
+    for name, e in entries["stages"].items():
+        lines.append(f"  {name:<18} {e['description']} (trains {', '.join(e['trains'])})")
     lines.append("data sources (data.source: synthetic, or per stream a path in one of these formats):")
     lines += [f"  {name:<18} {e['description']}" for name, e in entries["data_sources"].items()]
     for stream, formats in entries["data_formats"].items():

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from mm1core.config import LRLaw, TrialConfig, describe_errors, set_path
 from mm1core.preflight import resolve_files
+from mm1core.stages import STAGES
 from orchestrator.errors import SpecError
 from orchestrator.spec import SweepSpec
 from orchestrator.sweepfile import with_overrides
@@ -140,10 +141,10 @@ def expand(spec: SweepSpec, sources: SourceFinder | None = None) -> list[Trial]:
         except ValidationError as exc:
             problems += [f"trial ({where}): {line}" for line in describe_errors(exc, model=TrialConfig)]
             continue
-        problems += [f"trial ({where}): {path}: {message}" for path, message in unreadable]
+        problems += [_file_problem(path, message, where, varied_paths) for path, message in unreadable]
         for start, lineage in starts:
             given, unreadable = resolve_files(start, folder)  # what it inherited is absolute; its own paths again
-            problems += [f"trial ({where}): {path}: {message}" for path, message in unreadable]
+            problems += [_file_problem(path, message, where, varied_paths) for path, message in unreadable]
             config = given.resolved()
             if is_excluded(overrides, config, spec.exclude):
                 continue
@@ -157,6 +158,22 @@ def expand(spec: SweepSpec, sources: SourceFinder | None = None) -> list[Trial]:
         raise SpecError("\n".join(dict.fromkeys(problems)))
     _check_distinct(trials)
     return trials
+
+
+def _file_problem(path: str, message: str, where: str, varied_paths: list[str]) -> str:
+    """A file the config names that cannot be resolved: the base's field when no axis sets it (one line for the
+    whole sweep), else the trial's."""
+    if not is_varied(path, varied_paths):
+        return f"base.{path}: {message}"
+    return f"trial ({where}): {path}: {message}"
+
+
+def is_varied(path: str, varied_paths: list[str]) -> bool:
+    """Whether an axis sets ``path``, or a section holding it, or a field inside it."""
+    return any(
+        path == axis or path.startswith((f"{axis}.", f"{axis}[")) or axis.startswith(f"{path}.")
+        for axis in varied_paths
+    )
 
 
 def _starts(
@@ -199,8 +216,22 @@ def _inherit(spec: SweepSpec, overrides: dict[str, Any], source: dict[str, Any])
             continue
         set_path(tree, part, base_value)
         for path, v in mine.items():
+            if path.endswith(".type") and isinstance(base_value, dict):
+                _another_family(tree, path, v)
             set_path(tree, path, v)
     return tree
+
+
+def _another_family(tree: dict[str, Any], type_path: str, family: Any) -> None:
+    """A sweep that sets another ``type`` for an inherited union section (``model.connector``) takes that family
+    with its own defaults, not the inherited family's fields: the section is emptied before its values are set."""
+    *parents, _ = type_path.split(".")
+    node: Any = tree
+    for key in parents[:-1]:
+        node = node.get(key, {}) if isinstance(node, dict) else {}
+    section = node.get(parents[-1]) if isinstance(node, dict) and parents else None
+    if isinstance(section, dict) and section.get("type") != family:
+        node[parents[-1]] = {}
 
 
 def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -231,21 +262,8 @@ def _layout_problems(spec: SweepSpec, trials: list[Trial]) -> list[str]:
 
 
 def scheduler_metrics(config: TrialConfig) -> set[str]:
-    """The metrics an early-stopping scheduler can see while ``config`` trains: ``train/loss`` every burst, and the
-    eval metrics with ``eval.every_n_steps``."""
-    if config.eval.every_n_steps is None:
-        return {"train/loss"}
-    ev = config.eval
-    if config.train.stage == "sft":  # mm1core.evaluate.instruct: zero-shot instruction prompts
-        tasks = set() if ev.periodic == "loss" else {f"eval/sft/{task}" for task in [*ev.task_names(), "avg"]}
-        return {"train/loss", "eval/sft/loss"} | tasks
-    if ev.periodic == "loss":
-        return {"train/loss", "eval/loss"}
-    names = {"train/loss", "eval/loss"} | ({"eval/textcore"} if ev.textcore else set())
-    for shots in ev.shots:
-        names |= {f"eval/{task}/{shots}shot" for task in ev.task_names()}
-        names |= {f"eval/avg/{shots}shot"} if ev.tasks else set()
-    return names
+    """The metrics an early-stopping scheduler can see while ``config`` trains: its stage's (``mm1core.stages``)."""
+    return STAGES.get(config.train.stage).reported_metrics(config.eval)
 
 
 def _scheduler_problems(spec: SweepSpec, trials: list[Trial]) -> list[str]:

@@ -1,8 +1,9 @@
 """The sweep's preflight: ``mm1core.preflight`` once per expanded trial, against the memory each trial will have.
 
 ``sweep validate``, ``sweep plan`` and ``sweep run`` (before Ray starts) call ``preflight_sweep``; its problems are
-exit 2, one line each, ``<trial_key> (<label>): <dotted.path>: <what is wrong>``; the same problem in many trials
-is printed once with their count.
+exit 2, one line each, ``trial <trial_key> (<label>): <dotted.path>: <what is wrong>``; the same problem in many
+trials is printed once with their count, and one that every trial has in a field no axis sets is the base's:
+``base.<dotted.path>: <what is wrong> (every trial: N)``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 
 from mm1core.estimate import TrialEstimate
 from mm1core.preflight import Budget, preflight
-from orchestrator.expand import Trial
+from orchestrator.expand import Trial, is_varied
 from orchestrator.spec import Resources, SweepSpec
 
 
@@ -52,7 +53,11 @@ def preflight_sweep(spec: SweepSpec, trials: list[Trial], concurrent: int | None
             result.estimates[trial.key] = report.estimate
         for problem in report.problems:
             seen.setdefault(str(problem), []).append(trial)
+    axes = [*spec.grid, *spec.zip, "train.init_from"]
     for problem, where in seen.items():
+        if len(where) == len(trials) and not is_varied(problem.split(": ", 1)[0], axes):
+            result.problems.append(f"base.{problem} (every trial: {len(trials)})")  # the base's value
+            continue
         more = f" (and {len(where) - 1} more trial(s) alike)" if len(where) > 1 else ""
         result.problems.append(f"trial {where[0].key} ({where[0].label}): {problem}{more}")
     return result

@@ -15,9 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mm1core.config import (
-    UNION_TAGS,
     TrialConfig,
-    describe_error_items,
     describe_errors,
     path_problem,
 )
@@ -219,12 +217,14 @@ def _one_value_problems(base: dict[str, Any], path: str, value: Any, where: str)
     try:
         TrialConfig.model_validate(with_overrides(base, {path: value}))
     except ValidationError as exc:
-        # Field-level errors on this very path are the value's own fault; cross-field checks depend on the
-        # other axes too and are reported per trial by the expansion.
+        # Errors on this very path (or inside it) are the value's own fault; cross-field checks depend on the other
+        # axes too and are reported per trial by the expansion. Lines name the field they are about, a section
+        # validator's too (``model.connector.type: 'x' is not one of ...``).
         own = []
-        for item in exc.errors():
-            loc = tuple(part for part in item["loc"] if part not in UNION_TAGS)
-            if ".".join(map(str, loc[: len(path.split("."))])) == path:
-                own.append({**item, "loc": loc[len(path.split(".")) :]})
-        return describe_error_items(own, where)
+        for line in describe_errors(exc, model=TrialConfig):
+            field, _, message = line.partition(": ")
+            if field == path or field.startswith((f"{path}.", f"{path}[")):
+                rest = field[len(path) :]
+                own.append(f"{where}{rest}: {message}")
+        return own
     return []

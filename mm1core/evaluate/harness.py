@@ -21,11 +21,11 @@ from mm1core.config import TrialConfig
 from mm1core.data.dataset import Sample, encode_document
 from mm1core.data.tokenizer import TextTokenizer
 from mm1core.data.world import Split, caption_document, item_rng
-from mm1core.evaluate.instruct import instruction_evaluation, instruction_loss
 from mm1core.evaluate.scores import Evaluation, target_loss
 from mm1core.evaluate.tasks import build_tasks
 from mm1core.evaluate.textcore import textcore_score
 from mm1core.model import MM1Model
+from mm1core.stages import STAGES
 
 
 def heldout_samples(cfg: TrialConfig, tokenizer: TextTokenizer) -> list[Sample]:
@@ -48,17 +48,15 @@ def evaluate(
     *,
     autocast: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
 ) -> Evaluation:
-    """Every task of ``cfg.eval.tasks`` at every ``cfg.eval.shots``, ``eval/avg/<k>shot``, ``eval/textcore`` and
-    ``eval/loss``, on the model's device. ``autocast`` wraps the forward passes (a trial passes its precision
-    plugin's ``forward_context``). A fine-tuned model (``train.stage: sft``) is scored zero-shot through the chat
-    template instead: ``eval/sft/<task>``, ``eval/sft/avg`` and ``eval/sft/loss`` (``mm1core.evaluate.instruct``)."""
+    """The stage's evaluation (``mm1core.stages``), on the model's device: for ``pretrain`` every task of
+    ``cfg.eval.tasks`` at every ``cfg.eval.shots``, ``eval/avg/<k>shot``, ``eval/textcore`` and ``eval/loss``; a
+    fine-tuned model (``sft``) is scored zero-shot through the chat template instead: ``eval/sft/<task>``,
+    ``eval/sft/avg`` and ``eval/sft/loss`` (``mm1core.evaluate.instruct``). ``autocast`` wraps the forward passes
+    (a trial passes its precision plugin's ``forward_context``)."""
     was_training = model.training
     model.eval()
     with torch.inference_mode(), autocast():
-        if cfg.train.stage == "sft":
-            result = instruction_evaluation(model, cfg, tokenizer)
-        else:
-            result = pretraining_evaluation(model, cfg, tokenizer)
+        result = STAGES.get(cfg.train.stage).load("evaluate")(model, cfg, tokenizer)
     model.train(was_training)
     return result
 
@@ -84,6 +82,11 @@ def pretraining_evaluation(model: MM1Model, cfg: TrialConfig, tokenizer: TextTok
     return result
 
 
+def pretraining_loss(model: MM1Model, cfg: TrialConfig, tokenizer: TextTokenizer) -> dict[str, float]:
+    """``evaluate_loss`` of a pre-trained model: ``eval/loss``, the held-out caption loss."""
+    return {"eval/loss": heldout_loss(model, cfg, tokenizer)}
+
+
 def evaluate_loss(
     model: MM1Model,
     cfg: TrialConfig,
@@ -96,9 +99,6 @@ def evaluate_loss(
     was_training = model.training
     model.eval()
     with torch.inference_mode(), autocast():
-        if cfg.train.stage == "sft":
-            result = Evaluation(instruction_loss(model, cfg, tokenizer))
-        else:
-            result = Evaluation({"eval/loss": heldout_loss(model, cfg, tokenizer)})
+        result = Evaluation(STAGES.get(cfg.train.stage).load("evaluate_loss")(model, cfg, tokenizer))
     model.train(was_training)
     return result

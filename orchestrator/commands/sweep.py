@@ -34,8 +34,8 @@ def add_commands(verbs: argparse._SubParsersAction) -> None:
     sweep = verbs.add_parser("sweep", help="validate, plan, run or inspect a sweep YAML")
     sweep_verbs = sweep.add_subparsers(dest="sweep_verb", required=True, parser_class=Parser)
     for name, func, helptext in (
-        ("validate", cmd_validate, "check a sweep and print its trial count"),
-        ("plan", cmd_plan, "list the expanded trials: trial_key and varied values"),
+        ("validate", cmd_validate, "check a sweep (every trial's preflight) and print its trial count"),
+        ("plan", cmd_plan, "list the expanded trials: trial_key, varied values, estimated peak memory and FLOPs"),
     ):
         verb = sweep_verbs.add_parser(name, help=helptext)
         verb.add_argument("spec")
@@ -43,6 +43,10 @@ def add_commands(verbs: argparse._SubParsersAction) -> None:
         add_tracking_option(verb)  # where train.init_from references are looked up
         add_set_option(verb)
         verb.set_defaults(func=func)
+        if name == "plan":
+            verb.add_argument(
+                "--resolved", action="store_true", help="print each trial's full resolved config, defaults included"
+            )
 
     run = sweep_verbs.add_parser("run", help="run the trials not yet finished in MLflow")
     run.add_argument("spec")
@@ -82,14 +86,16 @@ def load_sweep(path: str, tracking_uri: str | None = None, sets: Sequence[str] =
     return spec, trials, Path(path).read_text() + "".join(f"\n# --set {entry}" for entry in sets)
 
 
-def check_trials(path: str, spec: Any, trials: list[Any], concurrent: int | None = None) -> None:
+def check_trials(path: str, spec: Any, trials: list[Any], concurrent: int | None = None) -> Any:
     """The preflight of every trial (``orchestrator.preflight``: files, shapes, lengths, memory at ``concurrent``
-    trials at once); its problems are ``BadInput``, one line each, before anything starts."""
+    trials at once); its problems are ``BadInput``, one line each, before anything starts. Returns the
+    ``SweepPreflight`` (each trial's estimate, the budget)."""
     from orchestrator.preflight import preflight_sweep
 
-    problems = preflight_sweep(spec, trials, concurrent).problems
-    if problems:
-        raise BadInput("\n".join(f"{path}: {problem}" for problem in problems))
+    result = preflight_sweep(spec, trials, concurrent)
+    if result.problems:
+        raise BadInput("\n".join(f"{path}: {problem}" for problem in result.problems))
+    return result
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -104,17 +110,57 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     spec, trials, _ = load_sweep(args.spec, args.tracking_uri, args.sets)
-    check_trials(args.spec, spec, trials)
+    checked = check_trials(args.spec, spec, trials)
+    estimates = checked.estimates
     if args.json:
-        plan = [{"index": t.index, "trial_key": t.key, "varied": t.varied, "derived": t.derived} for t in trials]
+        plan = [_plan_entry(t, estimates.get(t.key), args.resolved) for t in trials]
         print(json.dumps(plan, indent=1))
+        return EXIT_OK
+    if args.resolved:
+        _print_resolved(spec, trials)
         return EXIT_OK
     import pandas as pd
 
-    rows = [{"#": t.index + 1, "trial_key": t.key, **t.varied, **_shown(t.derived)} for t in trials]
+    rows = [
+        {"#": t.index + 1, "trial_key": t.key, **t.varied, **_shown(t.derived), **_cost(estimates[t.key])}
+        for t in trials
+    ]
     print(f"sweep {spec.name!r}: {len(trials)} trial(s)")
     print(pd.DataFrame(rows).to_string(index=False))
+    print(
+        f"\npeak memory: estimated per trial (mm1core.estimate) against {checked.budget.source}; "
+        "GFLOP/step: training matmuls of one optimizer step"
+    )
     return EXIT_OK
+
+
+def _cost(estimate: Any) -> dict[str, str]:
+    return {
+        "peak memory": f"{estimate.peak_bytes / 2**30:.2f} GiB",
+        "GFLOP/step": f"{estimate.flops_per_step / 1e9:.3g}",
+    }
+
+
+def _plan_entry(trial: Any, estimate: Any, resolved: bool) -> dict[str, Any]:
+    entry = {"index": trial.index, "trial_key": trial.key, "varied": trial.varied, "derived": trial.derived}
+    if estimate is not None:
+        entry["estimate"] = {
+            "peak_bytes": estimate.peak_bytes,
+            "flops_per_step": estimate.flops_per_step,
+            "breakdown": dict(estimate.breakdown),
+        }
+    if resolved:
+        entry["config"] = trial.config.model_dump(mode="json")
+    return entry
+
+
+def _print_resolved(spec: Any, trials: list[Any]) -> None:
+    """Each trial's whole resolved config, defaults included (Hydra's ``--cfg job``), as YAML documents."""
+    import yaml
+
+    for trial in trials:
+        print(f"--- # trial {trial.index + 1}/{len(trials)} of {spec.name!r}: {trial.key} ({trial.label})")
+        print(yaml.safe_dump(trial.config.model_dump(mode="json"), sort_keys=False).rstrip())
 
 
 def _shown(derived: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mm1core.config import TrialConfig
-from mm1core.train import TrialResult, resolve_precision, sequence_length_problem, train_trial
+from mm1core.train import TrialResult, resolve_precision, train_trial
 from tests.mm1core.flavours import TINY
 
 
@@ -80,16 +80,6 @@ def test_trials_in_one_process_repeat_exactly(trial: tuple[TrialResult, Recordin
     train_trial(TrialConfig.model_validate(TINY), sink=second, progress_bar=False, threads=1)
     assert [row for row in second.rows[:5]] == first.rows[:5]
     assert torch.get_num_threads() == threads
-
-
-def test_overlong_sequences_are_refused_before_training() -> None:
-    config = TrialConfig.model_validate(
-        {**TINY, "model": {"encoder": {"resolution": 64}, "connector": {"num_tokens": 64}}, "data": {"max_images": 16}}
-    )
-    assert "max_seq_len" in (sequence_length_problem(config) or "")
-    with pytest.raises(ValueError, match="max_seq_len"):
-        train_trial(config, progress_bar=False)
-    assert sequence_length_problem(TrialConfig()) is None
 
 
 def test_precision_auto_is_fp32_on_cpu() -> None:

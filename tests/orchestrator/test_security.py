@@ -248,6 +248,7 @@ ALLOWED = {
     # source; a YAML name only selects an entry (unknown names are rejected), it never reaches import_module.
     ("mm1core/connectors/__init__.py", "import_module(", _REGISTRY_IMPORT),
     ("mm1core/evaluate/tasks.py", "import_module(", _REGISTRY_IMPORT),
+    ("mm1core/stages.py", "import_module(", _REGISTRY_IMPORT),
 }
 
 

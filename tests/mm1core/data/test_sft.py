@@ -11,7 +11,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-import pydantic
 import pytest
 import torch
 from PIL import Image
@@ -33,6 +32,7 @@ from mm1core.data.sft import (
 )
 from mm1core.data.tokenizer import ByteTokenizer, Tokenizer, build_tokenizer
 from mm1core.lm import DECODERS
+from mm1core.preflight import preflight
 from tests.mm1core.flavours import TINY
 
 MIX = {"short": 1.0, "conversation": 1.0, "detail": 1.0}
@@ -336,11 +336,11 @@ def test_unreadable_json_is_a_problem(tmp_path: Path) -> None:
     assert problem.startswith(f"{path}: not a readable JSON file") and "\n" not in problem
 
 
-def test_the_config_rejects_a_broken_source(tmp_path: Path) -> None:
+def test_the_preflight_rejects_a_broken_source(tmp_path: Path) -> None:
     path = tmp_path / "sft.json"
     path.write_text(json.dumps(BROKEN["gpt-first"][0]))
-    with pytest.raises(pydantic.ValidationError, match=r"item 0: conversations\[0\].from"):
-        sft_trial(sft={"source": str(path)})
+    (problem,) = preflight(sft_trial(sft={"source": str(path)})).problems
+    assert problem.path == "data.sft.source" and re.search(r"item 0: conversations\[0\].from", problem.message)
 
 
 # ----------------------------------------------------------------------------------------------------- the loader
