@@ -4,7 +4,8 @@
 
 Builds a 3-axis grid (lr x batch size x max_steps) of N^3 trials x 2 seeds, then times spec validation and
 expansion (trial configs + trial_keys) in-process, the memory and FLOPs estimate of every trial
-(``mm1core.estimate.estimate_trial``, target: well under 1 ms a trial), and `mm1 sweep validate --json` and
+(``mm1core.estimate.estimate_trial``, target: well under 1 ms a trial), the whole preflight of every trial
+(``orchestrator.preflight.preflight_sweep``: target under 2 s for 2,000 trials), and `mm1 sweep validate --json` and
 `mm1 sweep plan --json` end to end (target: each under 2 s for 2,000 trials).
 """
 
@@ -22,6 +23,7 @@ import yaml
 from mm1core.data.tokenizer import build_tokenizer
 from mm1core.estimate import estimate_trial
 from orchestrator.expand import expand
+from orchestrator.preflight import preflight_sweep
 from orchestrator.spec import parse_spec
 
 
@@ -58,6 +60,13 @@ def main() -> None:
     seconds = time.perf_counter() - started
     print(
         f"estimate_trial (in-process): {seconds:.3f} s, {seconds / len(trials) * 1e3:.3f} ms a trial  (target < 1 ms)"
+    )
+    started = time.perf_counter()
+    checked = preflight_sweep(spec, trials)
+    seconds = time.perf_counter() - started
+    print(
+        f"preflight_sweep (in-process: files, shapes, lengths, memory of every trial): {seconds:.3f} s, "
+        f"{len(checked.problems)} problem(s)  (target < 2 s for 2,000 trials)"
     )
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -175,13 +175,14 @@ def sequence_problems(config: TrialConfig) -> Problems:
                 f"max_seq_len {limit}",
             )
         ]
-    too_long = [k for k in config.eval.shots if max_prompt_tokens(k, num_tokens) + config.eval.max_new_tokens > limit]
+    new_tokens = config.eval.max_new_tokens
+    too_long = [k for k in config.eval.shots if max_prompt_tokens(k, num_tokens) + new_tokens > limit]
     if not too_long:
         return []
     k = too_long[0]
-    prompt = max_prompt_tokens(k, num_tokens) + config.eval.max_new_tokens
-    fits = [shots for shots in config.eval.shots if shots < k]
-    hint = f"; the longest that fits is {fits[-1]}-shot" if fits else ""
+    prompt = max_prompt_tokens(k, num_tokens) + new_tokens
+    most = next((n for n in range(k - 1, -1, -1) if max_prompt_tokens(n, num_tokens) + new_tokens <= limit), None)
+    hint = f" (at most {most} shots fit)" if most is not None else " (not even a 0-shot prompt fits)"
     return [("eval.shots", f"a {k}-shot prompt of up to {prompt} tokens exceeds max_seq_len {limit}{hint}")]
 
 

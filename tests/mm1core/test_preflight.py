@@ -27,7 +27,7 @@ def test_a_config_that_fits_has_no_problem_and_an_estimate() -> None:
     assert 0 < report.estimate.peak_bytes < ROOMY.bytes and report.estimate.flops_per_step > 0
 
 
-def test_a_few_shot_prompt_longer_than_the_decoder_is_named_with_the_longest_that_fits() -> None:
+def test_a_few_shot_prompt_longer_than_the_decoder_is_named_with_the_most_shots_that_fit() -> None:
     # The case: every trial of this sweep failed at start, minutes after `sweep validate` said ok.
     raw = {
         "model": {
@@ -38,7 +38,7 @@ def test_a_few_shot_prompt_longer_than_the_decoder_is_named_with_the_longest_tha
         "eval": {"shots": [0, 2, 8]},
     }
     assert problems_of(raw) == [
-        "eval.shots: a 8-shot prompt of up to 2569 tokens exceeds max_seq_len 1024; the longest that fits is 2-shot"
+        "eval.shots: a 8-shot prompt of up to 2569 tokens exceeds max_seq_len 1024 (at most 2 shots fit)"
     ]
 
 
