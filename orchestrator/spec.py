@@ -14,11 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from mm1core.config import (
-    TrialConfig,
-    describe_errors,
-    path_problem,
-)
+from mm1core.config import UNION_TAGS, TrialConfig, describe_error_items, describe_errors, path_problem
 from orchestrator.errors import SpecError
 from orchestrator.sweepfile import apply_sets, parse_sets, read_sweep, read_yaml, set_path_problems, with_overrides
 
@@ -217,14 +213,17 @@ def _one_value_problems(base: dict[str, Any], path: str, value: Any, where: str)
     try:
         TrialConfig.model_validate(with_overrides(base, {path: value}))
     except ValidationError as exc:
-        # Errors on this very path (or inside it) are the value's own fault; cross-field checks depend on the other
-        # axes too and are reported per trial by the expansion. Lines name the field they are about, a section
-        # validator's too (``model.connector.type: 'x' is not one of ...``).
+        # Errors on this very path (or inside it) are the value's own fault, and so is one that the section holding
+        # it raises about that field alone (``model.connector``: ``type: 'x' is not one of ...``); checks across
+        # sections depend on the other axes too and are reported per trial by the expansion.
         own = []
-        for line in describe_errors(exc, model=TrialConfig):
-            field, _, message = line.partition(": ")
-            if field == path or field.startswith((f"{path}.", f"{path}[")):
-                rest = field[len(path) :]
-                own.append(f"{where}{rest}: {message}")
+        parent = path.rpartition(".")[0]
+        for item in exc.errors():
+            loc = ".".join(str(part) for part in item["loc"] if part not in UNION_TAGS)
+            for line in describe_error_items([item], model=TrialConfig):
+                field, _, message = line.partition(": ")
+                mine = loc == path or loc.startswith((f"{path}.", f"{path}["))
+                if mine or (loc == parent and field == path):
+                    own.append(f"{where}{field[len(path) :]}: {message}")
         return own
     return []

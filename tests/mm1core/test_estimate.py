@@ -6,8 +6,10 @@ decoder, sub-image views, an evaluation-bound trial) each run in a fresh subproc
 end-of-trial evaluation through ``train_trial``; on a CPU the measure is the peak resident set minus the resident set
 after the imports (tensors bypass ``tracemalloc``), on a GPU ``torch.cuda.max_memory_allocated``. The estimate bounds
 the largest batch the data can make (every row the longest document with the most images), which three real
-batches do not reach, so it must lie within ``BAND`` = 0.9x..2x of the measured increment; the same formulas at the
-largest batch the steps did see must lie within ``AT_SEEN`` = 0.8x..1.25x of it.
+batches do not reach, so it must lie within ``BAND`` = 0.8x..2x of the measured increment; the same formulas at the
+largest batch the steps did see must lie within ``AT_SEEN`` = 0.7x..1.25x of it. (Alone, the measured ratios at the
+seen batches are 1.04-1.12; on a loaded machine, with the other test process running, the resident memory of the
+smallest trial came out up to 30% higher, 95 MiB against 70: the lower bounds leave room for that.)
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from mm1core.module import MM1Module
 
 ROOT = Path(__file__).resolve().parents[2]
 
-BAND = (0.9, 2.0)  # estimate / measured
-AT_SEEN = (0.8, 1.25)  # the formulas at the batches seen / measured
+BAND = (0.8, 2.0)  # estimate / measured
+AT_SEEN = (0.7, 1.25)  # the formulas at the batches seen / measured
 VOCAB = build_tokenizer().vocab_size
 NAMES = list(CONFIGS)
 
