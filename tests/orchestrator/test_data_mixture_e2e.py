@@ -98,7 +98,7 @@ def test_bad_records_are_skipped_and_counted_not_fatal(tmp_path: Path) -> None:
 
 def test_a_data_path_that_does_not_exist_is_bad_input(tmp_path: Path) -> None:
     for source, expected in (
-        ({"caption": "nowhere/shards", "interleaved": "synthetic"}, "base.data.source.caption: "),
+        ({"caption": "nowhere/shards", "interleaved": "synthetic", "text": "synthetic"}, "base.data.source.caption: "),
         ({"caption": "synthetic", "interleaved": "synthetic"}, "base.data.source.text: missing, but mixture.text is"),
     ):
         (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"name": "x", "base": {"data": {"source": source}}}))

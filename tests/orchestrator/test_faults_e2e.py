@@ -48,14 +48,23 @@ def broken_text_file(path: Path) -> Path:
     return path
 
 
+def test_a_trial_that_would_fail_at_start_is_refused_before_ray_starts(tmp_path: Path) -> None:
+    spec = {"name": "too-long", "base": TINY, "grid": {"eval.shots": [[0], [64]]}}
+    result = run_mm1("sweep", "run", str(write_spec(tmp_path, spec)), cwd=tmp_path)
+    assert result.returncode == 2 and "eval.shots: a 64-shot prompt of up to" in result.stderr, result.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / ".mm1").exists()
+
+
 def test_trial_faults_end_failed_with_their_error_and_the_sweep_goes_on(tmp_path: Path) -> None:
     broken = broken_text_file(tmp_path / "broken.jsonl")
     text_source = {"caption": "synthetic", "interleaved": "synthetic", "text": str(broken)}
+    garbled = tmp_path / "garbled-mc.jsonl"  # a TextCore set read only when the trial evaluates: no valid line
+    garbled.write_text("{not json\n" * 3)
     spec = {
         "name": "faulty",
         "base": TINY,
-        "zip": {  # fine | an exception before training | a diverging loss | unreadable data
-            "eval.shots": [[0], [64], [0], [0]],
+        "zip": {  # fine | an exception in the trial | a diverging loss | unreadable data
+            "eval.textcore": [["world"], [str(garbled)], ["world"], ["world"]],
             "train.lr": [1e-3, 1e-3, 1e4, 1e-3],
             "data.source": ["synthetic", "synthetic", "synthetic", text_source],
         },
@@ -72,20 +81,20 @@ def test_trial_faults_end_failed_with_their_error_and_the_sweep_goes_on(tmp_path
 
     def case(run) -> tuple[str, str, str]:  # noqa: ANN001
         params = run.data.params
-        return params["eval.shots"], params["train.lr"], params.get("data.source", "files")
+        return params["eval.textcore"] != '["world"]', params["train.lr"], params.get("data.source", "files")
 
     by_case = {case(run): run for run in runs}
-    fine = by_case[("[0]", "0.001", "synthetic")]
+    fine = by_case[(False, "0.001", "synthetic")]
     assert fine.info.status == "FINISHED" and "mm1.error" not in fine.data.tags
-    too_long = by_case[("[64]", "0.001", "synthetic")]
-    assert too_long.info.status == "FAILED"
-    assert too_long.data.tags["mm1.error"].startswith("ValueError: eval.shots: a 64-shot prompt")
-    diverged = by_case[("[0]", "10000.0", "synthetic")]
+    raised = by_case[(True, "0.001", "synthetic")]
+    assert raised.info.status == "FAILED"
+    assert raised.data.tags["mm1.error"].startswith(f"ValueError: textcore: {garbled} has no valid line")
+    diverged = by_case[(False, "10000.0", "synthetic")]
     assert diverged.info.status == "FAILED"
     assert diverged.data.tags["mm1.error"].startswith("NonFiniteLoss: train/loss is nan at step")
     losses = [m.value for m in client.get_metric_history(diverged.info.run_id, "train/loss")]
     assert all(value == value and abs(value) != float("inf") for value in losses)  # the NaN was never logged
-    data_error = by_case[("[0]", "0.001", "files")]
+    data_error = by_case[(False, "0.001", "files")]
     assert data_error.data.params["data.source.text"] == str(broken) and data_error.info.status == "FAILED"
     assert "unreadable documents in a row; is the data broken?" in data_error.data.tags["mm1.error"]
     parent = next(r for r in client.search_runs([fine.info.experiment_id]) if r.data.tags["mm1.role"] == "sweep")
