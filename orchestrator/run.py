@@ -6,15 +6,15 @@ Trials FINISHED in MLflow under the same sweep and ``trial_key`` are skipped, so
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import random
 import socket
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,19 +189,46 @@ def _check_joinable(address: str) -> None:
     ``ray.init`` as they are."""
     if "://" in address or ":" not in address:
         return
-    try:  # Ray's own GCS client (private API, Ray 2.60): a Ray without it joins as before
-        from ray._raylet import InnerGcsClient
-        from ray.exceptions import AuthenticationError, RpcError
-    except ImportError:
-        return
+    # In a child process: Ray's C++ client may end the process it runs in (a GCS that is still starting), and it
+    # logs its failure on stderr, which our one line replaces.
     try:
-        with _stderr_to_devnull():  # Ray's C++ client logs its failure on stderr: our one line says it
-            InnerGcsClient.standalone(address, None, PROBE_TIMEOUT_MS)
-    except AuthenticationError:
-        raise RayUnavailable(f"cannot join Ray at {address}: {_token_advice()}") from None
-    except RpcError as exc:
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        raise RayUnavailable(f"cannot start or join Ray at {address}: {first_line}") from None
+        probe = subprocess.run(
+            [sys.executable, "-c", _PROBE, address, str(PROBE_TIMEOUT_MS)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise RayUnavailable(f"cannot start or join Ray at {address}: no answer within 60 s") from None
+    verdict, _, detail = probe.stdout.strip().partition(" ")
+    if verdict == "auth":
+        raise RayUnavailable(f"cannot join Ray at {address}: {_token_advice()}")
+    if verdict == "rpc":
+        raise RayUnavailable(f"cannot start or join Ray at {address}: {detail}")
+    if verdict not in ("ok", "no-client"):  # the client ended its process: say so, ray.init would hang or fail
+        raise RayUnavailable(
+            f"cannot start or join Ray at {address}: the cluster's GCS did not answer ({probe.returncode})"
+        )
+
+
+# Asks the GCS at argv[1] once with Ray's own client (private API, Ray 2.60; a Ray without it joins as before).
+_PROBE = """
+import sys
+try:
+    from ray._raylet import InnerGcsClient
+    from ray.exceptions import AuthenticationError, RpcError
+except ImportError:
+    print("no-client"); sys.exit(0)
+try:
+    InnerGcsClient.standalone(sys.argv[1], None, int(sys.argv[2]))
+except AuthenticationError:
+    print("auth")
+except RpcError as exc:
+    print("rpc", (str(exc).strip().splitlines() or [""])[0])
+else:
+    print("ok")
+"""
 
 
 def _token_advice() -> str:
@@ -214,21 +241,6 @@ def _token_advice() -> str:
         f"the cluster uses token authentication and needs its auth token: set {AUTH_MODE}=token and {AUTH_TOKEN} "
         "to the cluster's token (`ray get-auth-token` on its head node prints it)"
     )
-
-
-@contextlib.contextmanager
-def _stderr_to_devnull() -> Iterator[None]:
-    """File descriptor 2 points at /dev/null meanwhile (what C++ code writes there, too)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 class RayUnavailable(RuntimeError):

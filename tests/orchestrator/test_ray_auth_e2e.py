@@ -50,6 +50,7 @@ def token_cluster() -> Iterator[str]:
     head = subprocess.Popen(command, env=env, start_new_session=True, **quiet)
     try:
         wait_for_port(port, head, deadline=time.monotonic() + 40)
+        wait_for_gcs(f"127.0.0.1:{port}", deadline=time.monotonic() + 40)
         yield f"127.0.0.1:{port}"
     finally:
         stop_group(head)
@@ -65,6 +66,19 @@ def wait_for_port(port: int, head: subprocess.Popen, deadline: float) -> None:
                 return
         time.sleep(0.3)
     raise TimeoutError(f"no Ray head on port {port}")
+
+
+def wait_for_gcs(address: str, deadline: float) -> None:
+    """Until the head's GCS serves (it refuses this token-less process: that is its answer), on a loaded machine
+    some seconds after its port opens."""
+    from orchestrator.run import _PROBE
+
+    while time.monotonic() < deadline:
+        answer = subprocess.run([sys.executable, "-c", _PROBE, address, "2000"], capture_output=True, text=True)
+        if answer.stdout.strip().startswith("auth"):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"the Ray head at {address} never answered")
 
 
 def stop_group(head: subprocess.Popen) -> None:
