@@ -7,10 +7,13 @@ STAMP := $(VENV)/.mm1-installed
 
 .PHONY: quickstart test venv lessons clean
 
-$(STAMP): pyproject.toml constraints.txt
+# open_clip_torch without its dependencies: only its loss.py is read, by the stage-0 loss parity tests (the package
+# itself needs torchvision and is never imported). The rule depends on this file so that existing venvs refresh.
+$(STAMP): pyproject.toml constraints.txt Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps open_clip_torch==3.3.0
 	@touch $(STAMP)
 
 venv: $(STAMP)

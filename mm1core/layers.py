@@ -1,8 +1,9 @@
 """Transformer pieces of the ViT image encoder: attention -> MLP -> pre-LN block.
 
 Pre-LN blocks (Xiong et al., 2020) as in ViT and CLIP: ``x + attention(norm(x))``, then ``x + mlp(norm(x))``.
-Attention is bidirectional and runs through ``F.scaled_dot_product_attention`` (fused kernels on CPU and GPU)
-with the usual ``1 / sqrt(head_dim)`` scale. Every linear layer has a bias; ``ViTPreset.params`` counts exactly
+Attention is bidirectional unless given a mask (``prefix_causal_mask``: AIM's prefix attention, CLIP's causal text
+tower) and runs through ``F.scaled_dot_product_attention`` (fused kernels on CPU and GPU) with the usual
+``1 / sqrt(head_dim)`` scale. Every linear layer has a bias; ``ViTPreset.params`` counts exactly
 these parameters. The activation and the LayerNorm epsilon are configurable so that pretrained CLIP (QuickGELU),
 OpenCLIP (GELU) and SigLIP (tanh GELU, eps 1e-6) weights compute what they were trained to compute.
 """
@@ -28,6 +29,23 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+def prefix_causal_mask(
+    length: int, prefix: int | torch.Tensor = 0, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Boolean attention mask, ``True`` where a query may attend to a key: token ``i`` sees token ``j`` when
+    ``j <= i`` or ``j < prefix`` (prefix attention, El-Nouby et al., 2024, Sec. 3; ``prefix=0`` is plain causal).
+
+    An int ``prefix`` gives ``(T, T)``; a ``(B,)`` tensor of per-sequence prefixes gives ``(B, 1, T, T)``, which
+    broadcasts over heads in ``F.scaled_dot_product_attention``.
+    """
+    positions = torch.arange(length, device=device)
+    causal = positions[None, :] <= positions[:, None]  # (T, T): key j <= query i
+    if isinstance(prefix, int):
+        return causal | (positions[None, :] < prefix)  # (T, T)
+    in_prefix = positions[None, None, :] < prefix.to(positions.device)[:, None, None]  # (B, 1, T)
+    return (causal[None] | in_prefix)[:, None]  # (B, 1, T, T)
+
+
 class SelfAttention(nn.Module):
     """Multi-head bidirectional self-attention. ``qkv`` holds the query, key and value projections stacked in
     that order along its output dimension, each head-major (as OpenCLIP's ``in_proj_weight``)."""
@@ -40,12 +58,13 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.out = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (B, T, C) -> (B, T, C)."""
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (B, T, C) -> (B, T, C); ``attention_mask`` (T, T) or (B, 1, T, T), boolean, ``True`` = attend
+        (``None``: every token sees every token)."""
         batch, length, width = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads)  # (B, T, 3, nh, hs)
         queries, keys, values = qkv.permute(2, 0, 3, 1, 4)  # each (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(queries, keys, values)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(queries, keys, values, attn_mask=attention_mask)  # (B, nh, T, hs)
         return self.out(y.transpose(1, 2).reshape(batch, length, width))  # (B, T, C)
 
 
@@ -76,8 +95,8 @@ class Block(nn.Module):
         self.mlp_norm = nn.LayerNorm(width, eps=norm_eps)
         self.mlp = MLP(width, mlp_width, activation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x))
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), attention_mask)
         return x + self.mlp(self.mlp_norm(x))
 
 

@@ -9,6 +9,9 @@ Images at another resolution use positional embeddings bicubically interpolated 
 (``align_corners=False``), the class token's position kept as is: the recipe of ViT fine-tuning at higher
 resolution (Dosovitskiy et al., 2021, Sec. 3.2), DeiT (Touvron et al., 2021) and HF CLIP/SigLIP's
 ``interpolate_pos_encoding``, which this matches numerically. MM1 runs its encoders at up to 378 px this way.
+
+Attention is bidirectional; ``forward(images, causal_prefix=S)`` runs AIM's prefix-causal attention instead
+(El-Nouby et al., 2024), which the ``autoregressive`` stage-0 objective (``mm1core.objectives``) trains under.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mm1core.layers import Block, init_transformer_weights
+from mm1core.layers import Block, init_transformer_weights, prefix_causal_mask
 from mm1core.vision.checkpoints import encoder_weights
 from mm1core.vision.presets import ENCODERS, FROM_CHECKPOINT, ViTPreset
 
@@ -85,8 +88,14 @@ class VisionTransformer(nn.Module):
         self.position_embedding = nn.Parameter(resized, requires_grad=requires_grad)
         self.resolution, self.grid = resolution, grid
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``images`` (N, 3, R, R) -> (N, grid * grid, width)."""
+    def forward(self, images: torch.Tensor, causal_prefix: int | torch.Tensor | None = None) -> torch.Tensor:
+        """``images`` (N, 3, R, R) -> (N, grid * grid, width).
+
+        ``causal_prefix`` ``None`` (the default) is bidirectional attention. An int ``S`` (or an ``(N,)`` tensor, one
+        per image) is AIM's prefix attention (El-Nouby et al., 2024, Sec. 3): the first ``S`` patches, in raster
+        order, see each other; every later patch sees the prefix and the patches before it, none after. A class
+        token, if the preset has one, counts as part of the prefix.
+        """
         if images.ndim != 4 or images.shape[-1] % self.patch or images.shape[-2] != images.shape[-1]:
             raise ValueError(f"images must be square with a side divisible by {self.patch}, got {tuple(images.shape)}")
         x = self.patch_embedding(images)  # (N, C, grid, grid)
@@ -96,8 +105,11 @@ class VisionTransformer(nn.Module):
             class_token = self.class_embedding.expand(x.shape[0], 1, -1)  # (N, 1, C)
             x = torch.cat([class_token.to(x.dtype), x], dim=1)  # (N, 1 + grid * grid, C)
         x = self.pre_norm(x + self.position_embeddings(grid))
+        mask = None
+        if causal_prefix is not None:
+            mask = prefix_causal_mask(x.shape[1], causal_prefix + self.prefix_tokens, x.device)  # (T, T) | (N,1,T,T)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, mask)
         return self.post_norm(x[:, self.prefix_tokens :])  # (N, grid * grid, C): patch tokens only
 
 

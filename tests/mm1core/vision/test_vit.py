@@ -111,3 +111,36 @@ def test_build_encoder_validates_its_inputs() -> None:
         build_encoder(FROM_CHECKPOINT, 32)
     with pytest.raises(KeyError, match="vit-tiny"):
         build_encoder("vit-gigantic", 32)
+
+
+def changed_positions(encoder: VisionTransformer, images: torch.Tensor, patch_index: int, prefix) -> list[int]:
+    """The patch positions whose output moves when the pixels of patch ``patch_index`` (raster order) do."""
+    grid, size = images.shape[-1] // encoder.patch, encoder.patch
+    perturbed = images.clone()
+    row, column = divmod(patch_index, grid)
+    perturbed[..., row * size : (row + 1) * size, column * size : (column + 1) * size] += 1.0
+    moved = (encoder(perturbed, causal_prefix=prefix) - encoder(images, causal_prefix=prefix)).abs().amax(dim=(0, 2))
+    return [position for position, change in enumerate(moved.tolist()) if change > 1e-6]
+
+
+@pytest.mark.parametrize("name", ["vit-tiny", "vit-b-16"], ids=["no-class-token", "class-token"])
+def test_prefix_causal_attention_blocks_later_patches(name: str) -> None:
+    """AIM's prefix attention (El-Nouby et al., 2024): a later patch changes no earlier output; a prefix patch
+    changes every output; with no prefix argument attention stays bidirectional."""
+    torch.manual_seed(0)
+    tiny = ENCODERS.get(name).tiny()
+    encoder = VisionTransformer(tiny, resolution=4 * tiny.patch).eval()  # 16 patches
+    images = torch.randn(2, 3, 4 * tiny.patch, 4 * tiny.patch)
+    assert changed_positions(encoder, images, 9, prefix=3) == list(range(9, 16))
+    assert changed_positions(encoder, images, 2, prefix=3) == list(range(16))  # inside the prefix: seen by all
+    assert changed_positions(encoder, images, 9, prefix=None) == list(range(16))
+    torch.testing.assert_close(encoder(images, causal_prefix=None), encoder(images))
+
+
+def test_per_image_prefixes_equal_one_run_per_image() -> None:
+    torch.manual_seed(0)
+    encoder = build_encoder("vit-tiny", 32).eval()
+    images = torch.randn(2, 3, 32, 32)
+    together = encoder(images, causal_prefix=torch.tensor([1, 7]))
+    alone = [encoder(images[index : index + 1], causal_prefix=prefix) for index, prefix in enumerate((1, 7))]
+    torch.testing.assert_close(together, torch.cat(alone))
