@@ -3,16 +3,20 @@
 A synthetic stream generates document ``k`` of the embedded world from its own random stream (seed, stream,
 ``k``): train items never share a random stream with evaluation items. A stream read from disk visits the
 records of its ``Source`` epoch by epoch, each epoch in a fresh seeded order; document ``k`` is the
-``k % len``-th record of epoch ``k // len``. Torch-free.
+``k % len``-th record of epoch ``k // len``. Text corpora outside the mixture's streams (``TEXT_CORPORA``: the
+stage-0 corpus, ``mm1core.data.corpus``) are synthetic streams a stage opens by name, in its ``text`` slot.
+Torch-free.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
+from mm1core.data.corpus import CORPUS, CorpusStream
 from mm1core.data.records import STREAMS, Document
 from mm1core.data.world import DOCUMENT_SAMPLERS, Split
 
@@ -66,8 +70,17 @@ class FileStream:
         return self.source.document(int(self._order(epoch)[position]))
 
 
+# name -> builder(seed) of a synthetic text-only stream outside STREAMS (``{"text": open_stream("corpus", ...)}``)
+TEXT_CORPORA: dict[str, Callable[[int], Stream]] = {CORPUS: CorpusStream}
+
+
 def open_stream(name: str, where: str, *, seed: int, max_images: int, synthetic_captions: bool, share: float) -> Stream:
-    """The stream ``name`` read from ``where`` (``synthetic`` or a path, see ``mm1core.data.formats``)."""
+    """The stream ``name`` read from ``where`` (``synthetic`` or a path, see ``mm1core.data.formats``); a name of
+    ``TEXT_CORPORA`` is synthetic only."""
+    if name in TEXT_CORPORA:
+        if where != "synthetic":
+            raise ValueError(f"{name}: a synthetic corpus, not read from {where!r} (a text file is the text stream)")
+        return TEXT_CORPORA[name](seed)
     if where == "synthetic":
         return SyntheticStream(name, seed, max_images, synthetic_captions, share)
     from mm1core.data.formats import open_source

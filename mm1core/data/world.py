@@ -93,6 +93,9 @@ class Split(IntEnum):
     TEXT_SUPPORT = 6  # demonstrations for text-only few-shot prompts
     SFT = 7  # instruction conversations for supervised fine-tuning (MM1 Sec. 5)
     SFT_EVAL = 8  # held-out instruction conversations (``eval/sft/loss``)
+    CORPUS = 9  # stage 0: the text pre-training corpus (``mm1core.data.corpus``)
+    CORPUS_EVAL = 10  # stage 0: held-out corpus documents (the LM's held-out text loss)
+    PROBE = 11  # stage 0: scenes a linear probe is fitted on (scored on ``EVAL`` scenes)
 
 
 def item_rng(seed: int, split: Split, index: int) -> np.random.Generator:
