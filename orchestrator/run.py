@@ -189,8 +189,26 @@ def _check_joinable(address: str) -> None:
     ``ray.init`` as they are."""
     if "://" in address or ":" not in address:
         return
-    # In a child process: Ray's C++ client may end the process it runs in (a GCS that is still starting), and it
-    # logs its failure on stderr, which our one line replaces.
+    # In a child process: Ray's C++ client may end the process it runs in (a GCS that is still starting, and now and
+    # then on a busy machine), and it logs its failure on stderr, which our one line replaces. Such an ending is no
+    # answer: asked again, up to PROBE_TRIES times.
+    for _ in range(PROBE_TRIES):
+        verdict, detail, ended = _probe(address)
+        if verdict == "auth":
+            raise RayUnavailable(f"cannot join Ray at {address}: {_token_advice()}")
+        if verdict == "rpc":
+            raise RayUnavailable(f"cannot start or join Ray at {address}: {detail}")
+        if verdict in ("ok", "no-client"):
+            return
+        time.sleep(1.0)
+    raise RayUnavailable(f"cannot start or join Ray at {address}: the cluster's GCS did not answer ({ended})")
+
+
+PROBE_TRIES = 3
+
+
+def _probe(address: str) -> tuple[str, str, str]:
+    """One ``_PROBE`` of ``address`` in a child process: its verdict, detail, and how it ended."""
     try:
         probe = subprocess.run(
             [sys.executable, "-c", _PROBE, address, str(PROBE_TIMEOUT_MS)],
@@ -200,16 +218,14 @@ def _check_joinable(address: str) -> None:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise RayUnavailable(f"cannot start or join Ray at {address}: no answer within 60 s") from None
+        return "", "", "no answer within 60 s"
     verdict, _, detail = probe.stdout.strip().partition(" ")
-    if verdict == "auth":
-        raise RayUnavailable(f"cannot join Ray at {address}: {_token_advice()}")
-    if verdict == "rpc":
-        raise RayUnavailable(f"cannot start or join Ray at {address}: {detail}")
-    if verdict not in ("ok", "no-client"):  # the client ended its process: say so, ray.init would hang or fail
-        raise RayUnavailable(
-            f"cannot start or join Ray at {address}: the cluster's GCS did not answer ({probe.returncode})"
-        )
+    last = (probe.stderr.strip().splitlines() or [""])[-1][-200:]
+    return (
+        verdict,
+        detail,
+        f"the probe ended with exit code {probe.returncode}: {last}" if last else f"exit {probe.returncode}",
+    )
 
 
 # Asks the GCS at argv[1] once with Ray's own client (private API, Ray 2.60; a Ray without it joins as before).

@@ -249,6 +249,7 @@ ALLOWED = {
     ("mm1core/connectors/__init__.py", "import_module(", _REGISTRY_IMPORT),
     ("mm1core/evaluate/tasks.py", "import_module(", _REGISTRY_IMPORT),
     ("mm1core/stages.py", "import_module(", _REGISTRY_IMPORT),
+    ("mm1core/objectives/__init__.py", "import_module(", _REGISTRY_IMPORT),
 }
 
 
