@@ -189,6 +189,11 @@ def _check_joinable(address: str) -> None:
     ``ray.init`` as they are."""
     if "://" in address or ":" not in address:
         return
+    if os.environ.get(AUTH_MODE, "").lower() == "token" and not _token_at_hand():
+        raise RayUnavailable(
+            f"cannot join Ray at {address}: {AUTH_MODE}=token is set but no token is: set {AUTH_TOKEN} to the "
+            "cluster's token (`ray get-auth-token` on its head node prints it)"
+        )
     # In a child process: Ray's C++ client may end the process it runs in (a GCS that is still starting, and now and
     # then on a busy machine), and it logs its failure on stderr, which our one line replaces. Such an ending is no
     # answer: asked again, up to PROBE_TRIES times.
@@ -245,6 +250,12 @@ except RpcError as exc:
 else:
     print("ok")
 """
+
+
+def _token_at_hand() -> bool:
+    """Whether Ray has a token to send: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return bool(os.environ.get(AUTH_TOKEN)) or Path(path or Path.home() / ".ray" / "auth_token").is_file()
 
 
 def _token_advice() -> str:

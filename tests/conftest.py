@@ -25,7 +25,9 @@ def run_mm1(
     *args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """``mm1 ARGS`` with this interpreter, as a user would call it, capturing output."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
+    # A user's shell, not this process's: an in-process ray.init (tests/orchestrator/test_distributed.py) leaves
+    # RAY_AUTH_MODE=token behind, which a subprocess must not inherit.
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS", "RAY_AUTH"))}
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", *args],

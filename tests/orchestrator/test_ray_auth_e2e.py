@@ -113,3 +113,13 @@ def test_joining_without_the_token_fails_fast_and_says_so(token_cluster: str, tm
     assert "RAY_AUTH_MODE=token" in errors[0] and "RAY_AUTH_TOKEN" in errors[0]
     assert "InvalidAuthToken" not in result.stdout + result.stderr
     assert took < 20, f"took {took:.0f} s"
+
+
+def test_token_mode_without_a_token_is_named_before_any_connection(token_cluster: str, tmp_path: Path) -> None:
+    spec = tmp_path / "auth.yaml"
+    spec.write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    env = {"HOME": str(tmp_path), "RAY_AUTH_MODE": "token"}  # as a shell after `ray.init` set it, with no token
+    result = run_mm1("sweep", "run", str(spec), "--address", token_cluster, cwd=tmp_path, timeout=120, env=env)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mm1:")]
+    assert result.returncode == 1 and len(errors) == 1, result.stderr[-3000:]
+    assert "RAY_AUTH_MODE=token is set but no token is: set RAY_AUTH_TOKEN" in errors[0]
