@@ -54,7 +54,11 @@ def two_node_cluster() -> Iterator[object]:
 
 
 def test_sweep_joins_a_running_cluster_and_trials_land_on_both_nodes(two_node_cluster, tmp_path: Path) -> None:
-    result = run_mm1("sweep", "run", str(write_spec(tmp_path)), "--address", two_node_cluster.address, cwd=tmp_path)
+    # The cluster uses token authentication (its token in ~/.ray/auth_token): a user joining it sets the mode.
+    auth = {"RAY_AUTH_MODE": "token"}
+    result = run_mm1(
+        "sweep", "run", str(write_spec(tmp_path)), "--address", two_node_cluster.address, cwd=tmp_path, env=auth
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("scale-out")
