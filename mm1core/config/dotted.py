@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import types
 import typing
 from typing import Any
@@ -14,8 +15,6 @@ from pydantic import BaseModel
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Every leaf of ``tree`` under its dotted path; lists as JSON text (MLflow params are strings)."""
-    import json
-
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         path = f"{prefix}{key}"
